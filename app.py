@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""CDK entry point: one SageBert-<stage> Stage per file in config/, compliance checks on all."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from aws_cdk import App
+
+from infra.compliance import add_compliance_checks
+from infra.config import ConfigError, load_all
+from infra.hugging_face_model import ArtifactMissingError
+from infra.stage import SageBertStage
+
+ROOT = Path(__file__).resolve().parent
+
+
+def feature_flags() -> dict[str, object]:
+    """cdk.json's context (feature flags only): the constructs are written against these."""
+    flags: dict[str, object] = json.loads((ROOT / "cdk.json").read_text(encoding="utf-8"))["context"]
+    return flags
+
+
+def build_app(config_dir: Path = ROOT / "config", outdir: str | None = None) -> App:
+    """The whole app. cdk.json's feature flags are applied here too, so tests and `python app.py`
+    synthesize exactly what `cdk synth` does (the CLI's own context still takes precedence)."""
+    app = App(context=feature_flags(), outdir=outdir)
+    for name, config in load_all(config_dir).items():
+        SageBertStage(app, name, config=config, base_dir=ROOT)
+    add_compliance_checks(app)
+    return app
+
+
+def main() -> int:
+    try:
+        app = build_app()
+    except (ConfigError, ArtifactMissingError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    app.synth()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

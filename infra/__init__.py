@@ -1,0 +1,1 @@
+"""CDK code for sagebert: typed config, image catalog, constructs, stacks, stage, compliance."""

@@ -1,0 +1,76 @@
+"""ArtifactStore: the stage's stateful part, a KMS key and an encrypted, logged artifact bucket."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.compliance import acknowledge
+
+_NO_REPLICATION_LOGS = (
+    "Access logs are an audit trail for this region's artifact bucket; versioning and retention "
+    "protect them, and replicating them to another region adds cost without a recovery use."
+)
+_NO_REPLICATION_ARTIFACTS = (
+    "Single-region by design: the bucket holds release artifacts that the release path can rebuild "
+    "and per-run batch data; versioning protects them, and cross-region replication would double "
+    "storage cost for no recovery gain."
+)
+
+
+class ArtifactStore(Construct):
+    """Creates a customer-managed KMS key (yearly rotation), an artifact bucket encrypted with it
+    (public access blocked, TLS only, versioned, server access logs) and the access-log bucket.
+
+    Exposes `key` (for endpoint volumes and later data capture / batch output) and `bucket`.
+    """
+
+    def __init__(self, scope: Construct, id_: str, *, retain: bool) -> None:
+        super().__init__(scope, id_)
+        removal = RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY
+
+        self.key = kms.Key(
+            self,
+            "Key",
+            description="sagebert: model artifacts, endpoint volumes, batch data",
+            enable_key_rotation=True,
+            removal_policy=removal,
+            pending_window=Duration.days(30),
+        )
+        # S3 server access logs can only be delivered to a bucket with SSE-S3 default encryption
+        # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html).
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
+            removal_policy=removal,
+        )
+        acknowledge(
+            self.access_logs,
+            "NIST.800.53.R5-S3DefaultEncryptionKMS",
+            "S3 server access logs are delivered only to buckets with SSE-S3 default encryption.",
+        )
+        acknowledge(self.access_logs, "NIST.800.53.R5-S3BucketReplicationEnabled", _NO_REPLICATION_LOGS)
+        self.bucket = s3.Bucket(
+            self,
+            "Artifacts",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,  # fewer KMS calls for many small batch objects
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="artifacts/",
+            lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(90))],
+            removal_policy=removal,
+        )
+        acknowledge(self.bucket, "NIST.800.53.R5-S3BucketReplicationEnabled", _NO_REPLICATION_ARTIFACTS)

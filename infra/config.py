@@ -1,0 +1,331 @@
+"""Typed per-environment configuration: one YAML file per stage in config/, validated at synth.
+
+Every key is documented by its `description`; the README's config reference is generated from
+these models (`python -m sagebert config-reference`) and a test keeps the two in step.
+A bad file fails synth with one message naming the file, each bad key, its value and what is
+allowed. A capability a stage does not use is absent from its file; nothing here switches on the
+stage's name.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from infra import image_catalog
+
+STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+
+# SageMaker real-time CPU instance families without local NVMe storage: these accept a KMS key for
+# the ML storage volume. Instance types with NVMe ("d" families, g4dn, g5) reject KmsKeyId.
+# https://docs.aws.amazon.com/sagemaker/latest/dg/host-instance-storage.html
+CPU_FAMILIES = ("c5", "c6i", "c7i", "m5", "m6i", "m7i", "r5", "r6i", "r7i", "t2")
+INSTANCE_SIZES = (
+    "medium",
+    "large",
+    "xlarge",
+    "2xlarge",
+    "4xlarge",
+    "8xlarge",
+    "9xlarge",
+    "12xlarge",
+    "16xlarge",
+    "18xlarge",
+    "24xlarge",
+    "32xlarge",
+    "48xlarge",
+)
+INSTANCE_TYPE = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>[a-z0-9]+)$")
+
+
+class ConfigError(Exception):
+    """A stage config file that cannot be used; the message says what, where and what to do."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ContainerSettings(_Strict):
+    """Which Hugging Face inference container (DLC) serves the model."""
+
+    transformers_version: str = Field(
+        "4.51.3",
+        description="Transformers version of the Hugging Face DLC; must be in infra/dlc_images.json "
+        "(full version, e.g. 4.51.3).",
+    )
+    pytorch_version: str = Field("2.6.0", description="PyTorch version of the DLC; must be in infra/dlc_images.json.")
+
+    @model_validator(mode="after")
+    def _known_image(self) -> ContainerSettings:
+        image_catalog.find(self.transformers_version, self.pytorch_version)  # raises with choices
+        return self
+
+
+class BundledModel(_Strict):
+    """The model archive that `make package` builds from the project's own model folder."""
+
+    source: Literal["bundled"] = Field(description="Model data comes from a local archive.")
+    artifact: str = Field(
+        "build/model.tar.gz",
+        description="Path (relative to the repository root) of the model.tar.gz uploaded as a CDK "
+        "file asset. `make synth` builds the default one when it is missing.",
+    )
+    network_isolation: bool = Field(
+        True, description="Run the container with no network access (EnableNetworkIsolation)."
+    )
+    container: ContainerSettings = Field(default_factory=ContainerSettings)
+
+
+class S3Model(_Strict):
+    """A model.tar.gz already in S3, e.g. written by a training job or a release pipeline."""
+
+    source: Literal["s3"] = Field(description="Model data is an existing S3 object.")
+    uri: str = Field(
+        description="s3://bucket/key/model.tar.gz. The execution role may read this one object.",
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+\.tar\.gz$",
+    )
+    kms_key_arn: str | None = Field(
+        None,
+        description="ARN of the KMS key that encrypts the object, if it is SSE-KMS encrypted; the "
+        "execution role may decrypt with it.",
+        pattern=r"^arn:aws:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$",
+    )
+    network_isolation: bool = Field(
+        True, description="Run the container with no network access (EnableNetworkIsolation)."
+    )
+    container: ContainerSettings = Field(default_factory=ContainerSettings)
+
+
+class HubModel(_Strict):
+    """A Hugging Face Hub model id: the container downloads it at every start-up."""
+
+    source: Literal["hub"] = Field(description="The container downloads the model from the Hub.")
+    model_id: str = Field(
+        description="Hub model id (HF_MODEL_ID), e.g. distilbert-base-uncased-finetuned-sst-2-english.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$",
+    )
+    task: Literal[
+        "text-classification",
+        "token-classification",
+        "feature-extraction",
+        "fill-mask",
+        "question-answering",
+        "zero-shot-classification",
+    ] = Field(description="Pipeline task (HF_TASK).")
+    network_isolation: bool = Field(
+        False,
+        description="Must stay false: a Hub model is downloaded at start-up, which isolation forbids.",
+    )
+    allow_download_in_production: bool = Field(
+        False,
+        description="A production stage refuses Hub downloads (start-up then depends on the Hub) unless this is true.",
+    )
+    container: ContainerSettings = Field(default_factory=ContainerSettings)
+
+    @model_validator(mode="after")
+    def _isolation_needs_local_weights(self) -> HubModel:
+        if self.network_isolation:
+            raise ValueError(
+                "model.network_isolation = true with model.source = hub: the container must "
+                "download the model at start-up, which network isolation blocks. Package the "
+                "model (source: bundled or s3) or set network_isolation: false."
+            )
+        return self
+
+
+ModelSource = Annotated[BundledModel | S3Model | HubModel, Field(discriminator="source")]
+
+
+class EndpointSettings(_Strict):
+    """The real-time endpoint: one production variant on CPU instances."""
+
+    compute: Literal["cpu"] = Field("cpu", description="Compute profile. Only cpu for now.")
+    instance_type: str = Field(
+        "ml.c6i.large",
+        description="SageMaker instance type, ml.<family>.<size>; CPU families: " + ", ".join(CPU_FAMILIES) + ".",
+    )
+    instance_count: int = Field(1, ge=1, le=20, description="Instances behind the variant (production needs >= 2).")
+    variant_name: str = Field(
+        "AllTraffic",
+        pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$",
+        description="Production variant name. Keep it stable: deployment guardrails need the same name across updates.",
+    )
+
+    @model_validator(mode="after")
+    def _known_cpu_instance(self) -> EndpointSettings:
+        match = INSTANCE_TYPE.match(self.instance_type)
+        if not match or match["family"] not in CPU_FAMILIES or match["size"] not in INSTANCE_SIZES:
+            raise ValueError(
+                f"endpoint.instance_type = {self.instance_type!r} is not a CPU instance type "
+                f"sagebert can encrypt with KMS; use ml.<family>.<size> with family one of "
+                f"{', '.join(CPU_FAMILIES)} (e.g. ml.c6i.xlarge)."
+            )
+        return self
+
+
+class StageConfig(_Strict):
+    """One environment (stage). The file name is the stage name: config/dev.yaml -> SageBert-dev."""
+
+    account: str | None = Field(
+        None,
+        pattern=r"^\d{12}$",
+        description="AWS account id (12 digits). With region absent too, the stacks are "
+        "environment-agnostic and deploy wherever the CLI's credentials point.",
+    )
+    region: str | None = Field(
+        None,
+        description="AWS region, e.g. eu-west-1; must be a commercial region in the image catalog.",
+    )
+    production: bool = Field(
+        False,
+        description="Production safeguards: >= 2 endpoint instances, data retained on stack "
+        "deletion, no Hub downloads unless explicitly allowed.",
+    )
+    retain_data: bool = Field(
+        True,
+        description="Keep the KMS key and buckets when the stack is deleted (must be true in production).",
+    )
+    model: ModelSource = Field(
+        default_factory=lambda: BundledModel(source="bundled"),
+        description="Where the model data comes from: bundled (an archive built here, uploaded as a CDK "
+        "asset), s3 (an existing object) or hub (downloaded by the container at start-up).",
+    )
+    endpoint: EndpointSettings = Field(
+        default_factory=EndpointSettings,
+        description="The real-time endpoint.",
+    )
+    tags: dict[str, str] = Field(default_factory=dict, description="Tags added to every resource of the stage.")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> StageConfig:
+        if self.region is not None and self.region not in image_catalog.regions():
+            raise ValueError(
+                f"region = {self.region!r} has no Hugging Face DLC registry in the image catalog; "
+                f"allowed: {', '.join(sorted(image_catalog.regions()))}."
+            )
+        if self.production:
+            if self.endpoint.instance_count < 2:
+                raise ValueError(
+                    f"endpoint.instance_count = {self.endpoint.instance_count} with production: true; "
+                    "a production endpoint needs at least 2 instances so SageMaker spreads them "
+                    "over Availability Zones. Set endpoint.instance_count: 2 or more."
+                )
+            if not self.retain_data:
+                raise ValueError(
+                    "retain_data = false with production: true; production data must survive a "
+                    "stack deletion. Remove retain_data or set it to true."
+                )
+            if isinstance(self.model, HubModel) and not self.model.allow_download_in_production:
+                raise ValueError(
+                    f"model.source = hub ({self.model.model_id}) with production: true; every "
+                    "start-up would depend on the Hugging Face Hub. Package the model (source: "
+                    "bundled or s3), or set model.allow_download_in_production: true."
+                )
+        return self
+
+
+def load_stage_config(path: Path) -> StageConfig:
+    """Read and validate one stage file; raise ConfigError naming the file and every bad key."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}.")
+    try:
+        return StageConfig.model_validate(raw)
+    except ValidationError as err:
+        lines = [_describe(error) for error in err.errors()]
+        raise ConfigError(f"{path}: invalid configuration:\n" + "\n".join(f"  - {x}" for x in lines)) from None
+
+
+def load_all(config_dir: Path) -> dict[str, StageConfig]:
+    """Every stage in config_dir, keyed by stage name (the file stem), in name order."""
+    files = sorted(config_dir.glob("*.yaml"))
+    if not files:
+        raise ConfigError(f"{config_dir}: no stage files (*.yaml); add e.g. {config_dir}/dev.yaml.")
+    stages: dict[str, StageConfig] = {}
+    for file in files:
+        if not STAGE_NAME.match(file.stem):
+            raise ConfigError(
+                f"{file}: the file name is the stage name and must match {STAGE_NAME.pattern} "
+                "(lower case letters, digits, dashes; up to 20 characters)."
+            )
+        stages[file.stem] = load_stage_config(file)
+    return stages
+
+
+def _describe(error: Any) -> str:
+    """One line per pydantic error: key, bad value, what is allowed."""
+    model, key_parts = _walk(StageConfig, error["loc"])
+    key = ".".join(key_parts) or "(top level)"
+    if error["type"] == "extra_forbidden" and model is not None:
+        return f"{key}: unknown key (value {error['input']!r}); allowed keys here: {', '.join(model.model_fields)}."
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])  # our own cross-field messages already name key and value
+    if error["type"] == "missing":
+        return f"{key}: required key is missing. {_field_doc(error['loc'])}".rstrip()
+    return f"{key} = {error['input']!r}: {error['msg']}. {_field_doc(error['loc'])}".rstrip()
+
+
+def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, list[str]]:
+    """Follow an error location through the schema; drop discriminator tags from the key path.
+
+    Returns the model that owns the last key (for "allowed keys" and its description) and the
+    dotted key parts.
+    """
+    current: Any = model
+    parts: list[str] = []
+    owner: type[BaseModel] | None = None
+    for seg in loc:
+        members = _union_members(current)
+        if members is not None:
+            # A discriminated union puts the tag ("bundled", "s3", "hub") in the location.
+            current = next((m for m in members if _tag(m) == seg), None)
+            if current is not None:
+                continue
+        parts.append(str(seg))
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            owner = current
+            field = current.model_fields.get(str(seg))
+            current = _unwrap(field.annotation) if field is not None else None
+        else:
+            owner, current = None, None
+    return owner, parts
+
+
+def _unwrap(annotation: Any) -> Any:
+    if get_origin(annotation) is Annotated:
+        return _unwrap(get_args(annotation)[0])
+    return annotation
+
+
+def _union_members(annotation: Any) -> tuple[type[BaseModel], ...] | None:
+    annotation = _unwrap(annotation)
+    if get_origin(annotation) in (Union, types.UnionType):
+        members = tuple(a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel))
+        return members or None
+    return None
+
+
+def _tag(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("source")
+    if field is None:
+        return None
+    args = typing.get_args(field.annotation)
+    return str(args[0]) if args else None
+
+
+def _field_doc(loc: tuple[Any, ...]) -> str:
+    owner, parts = _walk(StageConfig, loc)
+    field = owner.model_fields.get(parts[-1]) if owner is not None and parts else None
+    return f"({field.description})" if field is not None and field.description else ""

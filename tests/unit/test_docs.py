@@ -1,0 +1,22 @@
+"""The README's config reference is the schema's, word for word."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sagebert.config_reference import BEGIN, END, render
+
+
+def test_readme_config_reference_matches_the_schema(repo_root: Path) -> None:
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    assert BEGIN in readme and END in readme, "README lost its config-reference markers"
+    block = readme[readme.index(BEGIN) : readme.index(END) + len(END)] + "\n"
+    assert block == render(), "README config reference is stale: paste `python -m sagebert config-reference`"
+
+
+def test_every_schema_key_is_documented() -> None:
+    table = render()
+    for key in ("account", "region", "production", "retain_data", "model.source", "model.uri",
+                "model.model_id", "endpoint.instance_type", "endpoint.instance_count", "tags"):
+        assert f"| `{key}` |" in table
+    assert "|  |" not in table.replace("| |", ""), "a key without a description"
