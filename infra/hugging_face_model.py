@@ -140,13 +140,24 @@ class HuggingFaceModel(Construct):
         for prefix in _LOG_GROUP_PREFIXES:
             acknowledge(
                 self.policy,
-                f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:{prefix}*]",
+                f"AwsSolutions-IAM5[Resource::{_nag_arn(stack, 'logs')}:log-group:{prefix}*]",
                 f"SageMaker names the log group {prefix}<generated name> only at deploy time, after "
                 "this role exists; the grant is limited to that prefix in this account and region.",
             )
         # CloudFormation must not create the model before its role can read the model data.
         self.model.node.add_dependency(self.policy)
         self.model_name: str = self.model.attr_model_name
+
+
+def _nag_arn(stack: Stack, service: str) -> str:
+    """The ARN prefix as cdk-nag spells it in finding ids: literals for a pinned environment,
+    <AWS::...> placeholders for an environment-agnostic one."""
+    parts = [
+        "<AWS::Partition>" if Token.is_unresolved(stack.partition) else stack.partition,
+        "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region,
+        "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account,
+    ]
+    return f"arn:{parts[0]}:{service}:{parts[1]}:{parts[2]}"
 
 
 def _read_object(object_arn: str) -> iam.PolicyStatement:

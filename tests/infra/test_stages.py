@@ -101,3 +101,28 @@ def test_the_gate_fails_on_an_unacknowledged_finding(tmp_path: Path) -> None:
     rules = {v["ruleName"] for p in report["pluginReports"] for v in p["violations"]}
     assert "AwsSolutions-S10" in rules and "NIST.800.53.R5-S3BucketLoggingEnabled" in rules
     assert synth_report.nag_failures(tmp_path)
+
+
+def test_pinned_environment_and_other_sources_pass_the_gates(default_artifact: Path, tmp_path: Path) -> None:
+    # Given stages pinned to an account/region and using the s3 and hub sources,
+    # when the app is synthesized, then every gate passes and the image URI is a literal.
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (config_dir / "eu.yaml").write_text(
+        "account: '111122223333'\nregion: eu-central-1\n"
+        "model: {source: s3, uri: s3://releases-bucket/sagebert/v7/model.tar.gz}\n",
+        encoding="utf-8",
+    )
+    (config_dir / "hub.yaml").write_text(
+        "model: {source: hub, model_id: distilbert-base-uncased-finetuned-sst-2-english, task: text-classification}\n",
+        encoding="utf-8",
+    )
+    assembly = build_app(config_dir=config_dir, outdir=str(tmp_path / "out")).synth()
+    eu = templates(assembly, "eu")["Serving"]
+    (model,) = resources(eu, "AWS::SageMaker::Model")
+    assert model["Properties"]["PrimaryContainer"]["Image"].startswith(
+        "763104351884.dkr.ecr.eu-central-1.amazonaws.com/huggingface-pytorch-inference:"
+    )
+    assert "Mappings" not in eu
+    (hub_model,) = resources(templates(assembly, "hub")["Serving"], "AWS::SageMaker::Model")
+    assert hub_model["Properties"]["PrimaryContainer"]["Environment"]["HF_TASK"] == "text-classification"

@@ -16,7 +16,17 @@ def test_readme_config_reference_matches_the_schema(repo_root: Path) -> None:
 
 def test_every_schema_key_is_documented() -> None:
     table = render()
-    for key in ("account", "region", "production", "retain_data", "model.source", "model.uri",
-                "model.model_id", "endpoint.instance_type", "endpoint.instance_count", "tags"):
+    for key in (
+        "account",
+        "region",
+        "production",
+        "retain_data",
+        "model.source",
+        "model.uri",
+        "model.model_id",
+        "endpoint.instance_type",
+        "endpoint.instance_count",
+        "tags",
+    ):
         assert f"| `{key}` |" in table
     assert "|  |" not in table.replace("| |", ""), "a key without a description"
