@@ -9,6 +9,8 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 ARTIFACT := build/model.tar.gz
+DEMO := build/demo-classifier
+DATA := data/sentiment
 SYNTH_STAMP := cdk.out/.gates-passed
 
 # Offline, quiet, deterministic CDK: no telemetry, no version check, no notices.
@@ -20,9 +22,10 @@ export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 SYNTH_INPUTS := app.py cdk.json $(shell find infra config -type f -not -path '*/__pycache__/*' 2>/dev/null) $(ARTIFACT)
-ARTIFACT_INPUTS := model_code/inference.py model_code/requirements.txt sagebert/archive.py
+ARTIFACT_INPUTS := $(DEMO)/config.json model_code/inference.py model_code/requirements.txt sagebert/archive.py
+TRAIN_INPUTS := model_code/train.py $(DATA)/train.jsonl $(DATA)/validation.jsonl $(DATA)/test.jsonl
 
-.PHONY: help setup synth test lint lock catalog clean
+.PHONY: help setup synth test train dataset lint lock catalog clean
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,9 +44,19 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(DEMO)/config.json: $(VENV_STAMP) $(TRAIN_INPUTS)
+	@echo "==> fine-tune the demo classifier (bundled all-MiniLM-L6-v2 on $(DATA))"
+	$(PY) model_code/train.py --model-dir $(DEMO) --overwrite --threads 2
+
+train: $(DEMO)/config.json ## fine-tune the demo classifier into build/demo-classifier (metrics.json beside it)
+	@$(PY) -c "import json; m = json.load(open('$(DEMO)/metrics.json')); print('test accuracy', round(m['test']['accuracy'], 4), 'macro F1', round(m['test']['macro_f1'], 4))"
+
+dataset: $(VENV_STAMP) ## rebuild the train/validation/test splits from $(DATA)/raw
+	$(PY) -m sagebert dataset
+
 $(ARTIFACT): $(VENV_STAMP) $(ARTIFACT_INPUTS)
-	@echo "==> default model archive"
-	$(PY) -m sagebert archive --output $@
+	@echo "==> default model archive (the demo classifier)"
+	$(PY) -m sagebert archive --model-dir $(DEMO) --output $@
 
 $(SYNTH_STAMP): $(VENV_STAMP) $(NODE_STAMP) $(SYNTH_INPUTS)
 	@echo "==> cdk synth (all stages, cdk-nag AwsSolutions + NIST 800-53 R5)"

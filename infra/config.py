@@ -170,6 +170,53 @@ class EndpointSettings(_Strict):
         return self
 
 
+class TrainingSettings(_Strict):
+    """A SageMaker training job for model_code/train.py (`python -m sagebert train --remote`).
+
+    Not a CDK resource: a training job is launched on demand, not deployed.
+    """
+
+    role_arn: str = Field(
+        description="IAM role the training job runs as (SageMaker execution role).",
+        pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]+$",
+    )
+    input_path: str = Field(
+        description="S3 prefix holding the channels as folders: train/, validation/ and (optional) test/, "
+        "each with one CSV or JSON Lines file.",
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
+    )
+    output_path: str = Field(
+        description="S3 prefix for the job's model.tar.gz and output.tar.gz (metrics.json).",
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
+    )
+    base_model: str = Field(
+        "bundled",
+        pattern=r"^(bundled|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.*)$",
+        description="Base encoder, mounted as the job's model channel: `bundled` (sagebert uploads the bundled "
+        "all-MiniLM-L6-v2 under output_path) or an s3:// prefix holding a Hugging Face model folder.",
+    )
+    instance_type: str = Field(
+        "ml.g4dn.xlarge",
+        pattern=r"^ml\.(g4dn|g5|g6|p3|p4d|p5)\.[a-z0-9]+$",
+        description="Training instance type. The Hugging Face training images are GPU-only.",
+    )
+    instance_count: int = Field(1, ge=1, le=1, description="Instances; train.py runs on one (no distribution).")
+    volume_size_gb: int = Field(30, ge=1, le=16384, description="EBS volume per instance (GB).")
+    max_run_minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="Stop the job after this long.")
+    kms_key_arn: str | None = Field(
+        None,
+        pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$",
+        description="KMS key for the output and the training volume (default: AWS managed keys).",
+    )
+    transformers_version: str = Field("4.49.0", description="Hugging Face training image: transformers version.")
+    pytorch_version: str = Field("2.5.1", description="Hugging Face training image: PyTorch version.")
+    py_version: str = Field("py311", description="Hugging Face training image: Python version.")
+    hyperparameters: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="Extra train.py arguments, e.g. {epochs: 4, learning-rate: 5e-5}.",
+    )
+
+
 class StageConfig(_Strict):
     """One environment (stage). The file name is the stage name: config/dev.yaml -> SageBert-dev."""
 
@@ -200,6 +247,9 @@ class StageConfig(_Strict):
     endpoint: EndpointSettings = Field(
         default_factory=EndpointSettings,
         description="The real-time endpoint.",
+    )
+    training: TrainingSettings | None = Field(
+        None, description="Remote fine-tuning for this stage (absent: no remote training)."
     )
     tags: dict[str, str] = Field(default_factory=dict, description="Tags added to every resource of the stage.")
 
@@ -304,16 +354,22 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[type[BaseModel]
 
 
 def _unwrap(annotation: Any) -> Any:
+    """Annotated[X, ...] -> X and Optional[Model] -> Model (an optional section is still a section)."""
     if get_origin(annotation) is Annotated:
         return _unwrap(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+            return args[0]
     return annotation
 
 
 def _union_members(annotation: Any) -> tuple[type[BaseModel], ...] | None:
+    """The members of a discriminated union of models (told apart by `source`), else None."""
     annotation = _unwrap(annotation)
     if get_origin(annotation) in (Union, types.UnionType):
         members = tuple(a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel))
-        return members or None
+        return members if members and all(_tag(m) for m in members) else None
     return None
 
 

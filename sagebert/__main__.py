@@ -20,12 +20,28 @@ def main(argv: list[str] | None = None) -> int:
     catalog = commands.add_parser("catalog", help="regenerate infra/dlc_images.json from the sagemaker SDK")
     catalog.add_argument("--check", action="store_true", help="only compare; exit 1 when they differ")
 
+    train = commands.add_parser(
+        "train",
+        help="fine-tune locally (arguments go to model_code/train.py) or launch a SageMaker training job",
+        description="Local: `python -m sagebert train [train.py arguments]`. Remote: `python -m sagebert train "
+        "--remote --stage dev [--dry-run]` builds the job from config/<stage>.yaml's training section.",
+    )
+    train.add_argument("--remote", action="store_true", help="launch a SageMaker training job")
+    train.add_argument("--stage", help="with --remote: the stage whose config/<stage>.yaml has `training:`")
+    train.add_argument("--dry-run", action="store_true", help="with --remote: print the request, call nothing")
+    train.add_argument("--region", help="with --remote: overrides the stage's region")
+    train.add_argument("--config-dir", type=Path, default=Path("config"), help=argparse.SUPPRESS)
+
+    commands.add_parser("dataset", help="rebuild data/sentiment/{train,validation,test}.jsonl from raw/")
+
     commands.add_parser("config-reference", help="print the config reference (Markdown) from the schema")
 
     report = commands.add_parser("report", help="cfn-lint every synthesized template, print a per-stage summary")
     report.add_argument("--outdir", type=Path, default=Path("cdk.out"))
 
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "archive":
             from sagebert import archive as archive_module
@@ -35,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
             from sagebert import catalog as catalog_module
 
             return catalog_module.main(check=args.check)
+        if args.command == "dataset":
+            from sagebert import dataset
+
+            return dataset.main()
+        if args.command == "train":
+            return _train(args, extra)
         if args.command == "config-reference":
             from sagebert.config_reference import render
 
@@ -44,12 +66,47 @@ def main(argv: list[str] | None = None) -> int:
 
         return synth_report.main(args.outdir)
     except Exception as err:  # a clear one-line error for the known failure kinds
+        from infra.config import ConfigError
         from sagebert.archive import ArchiveError
+        from sagebert.dataset import DatasetError
+        from sagebert.remote_training import RemoteTrainingError
 
-        if isinstance(err, ArchiveError):
+        if isinstance(err, ArchiveError | ConfigError | DatasetError | RemoteTrainingError):
             print(f"error: {err}", file=sys.stderr)
             return 1
         raise
+
+
+def _train(args: argparse.Namespace, extra: list[str]) -> int:
+    if not args.remote:
+        if args.stage or args.dry_run:
+            print("error: --stage and --dry-run go with --remote.", file=sys.stderr)
+            return 2
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "model_code"))
+        import train as train_script  # model_code/train.py: the same script SageMaker runs
+
+        result: int = train_script.main(extra)
+        return result
+    if extra:
+        print(
+            f"error: with --remote, train.py arguments go in config training.hyperparameters, not {extra}.",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.stage:
+        print("error: --remote needs --stage (e.g. --stage dev).", file=sys.stderr)
+        return 2
+    from infra.config import load_stage_config
+    from sagebert import remote_training
+
+    config_file = args.config_dir / f"{args.stage}.yaml"
+    if not config_file.is_file():
+        print(
+            f"error: {config_file} not found; stages: {sorted(p.stem for p in args.config_dir.glob('*.yaml'))}.",
+            file=sys.stderr,
+        )
+        return 2
+    return remote_training.main(args.stage, load_stage_config(config_file), dry_run=args.dry_run, region=args.region)
 
 
 if __name__ == "__main__":
