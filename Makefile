@@ -22,10 +22,10 @@ export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 SYNTH_INPUTS := app.py cdk.json $(shell find infra config -type f -not -path '*/__pycache__/*' 2>/dev/null) $(ARTIFACT)
-ARTIFACT_INPUTS := $(DEMO)/config.json model_code/inference.py model_code/requirements.txt sagebert/archive.py
+ARTIFACT_INPUTS := $(DEMO)/config.json model_code/inference.py sagebert/package.py sagebert/archive.py $(DATA)/test.jsonl
 TRAIN_INPUTS := model_code/train.py $(DATA)/train.jsonl $(DATA)/validation.jsonl $(DATA)/test.jsonl
 
-.PHONY: help setup synth test train dataset lint lock catalog clean
+.PHONY: help setup synth test train dataset package bench lint lock catalog clean
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,8 +55,13 @@ dataset: $(VENV_STAMP) ## rebuild the train/validation/test splits from $(DATA)/
 	$(PY) -m sagebert dataset
 
 $(ARTIFACT): $(VENV_STAMP) $(ARTIFACT_INPUTS)
-	@echo "==> default model archive (the demo classifier)"
-	$(PY) -m sagebert archive --model-dir $(DEMO) --output $@
+	@echo "==> default model archive: the demo classifier, ONNX int8, checked against fp32"
+	$(PY) -m sagebert package --model-dir $(DEMO) --output $@
+
+bench: $(ARTIFACT) ## stock Hugging Face handler vs sagebert runtimes: table, build/bench/results.json, bench.png
+	$(PY) -m sagebert bench
+
+package: $(ARTIFACT) ## build build/model.tar.gz: ONNX export, fusions, int8, agreement check, wheels
 
 $(SYNTH_STAMP): $(VENV_STAMP) $(NODE_STAMP) $(SYNTH_INPUTS)
 	@echo "==> cdk synth (all stages, cdk-nag AwsSolutions + NIST 800-53 R5)"

@@ -1,31 +1,50 @@
 """Inference handler for the Hugging Face inference toolkit (sagemaker-huggingface-inference-toolkit).
 
-The toolkit imports this module from `code/inference.py` in the model archive and calls
-model_fn -> input_fn -> predict_fn -> output_fn for each request.
+The toolkit imports `code/inference.py` from the model archive and calls model_fn once per worker,
+then input_fn -> predict_fn -> output_fn per request.
 
-Requests: JSON `{"inputs": str | [str], "parameters": {...}}`. The archive decides the answer:
-- a sequence-classification model (config has id2label and a *ForSequenceClassification
-  architecture) answers `[{"label", "score"}]` per text (`parameters.top_k` for more labels);
-- a plain encoder (e.g. the bundled all-MiniLM-L6-v2) answers one L2-normalised, mean-pooled
-  embedding per text (sentence-transformers' recipe for that model).
+Runtimes (environment variable SAGEBERT_RUNTIME):
+- `auto` (default): PyTorch fp16 on a CUDA GPU; else ONNX Runtime int8 when the archive has
+  model.int8.onnx (`make package`); else PyTorch fp32.
+- `onnx-int8`, `onnx-fp32`: ONNX Runtime on the CPU (fused graph; per-channel int8 weights).
+- `torch`: PyTorch (fp16 on CUDA, fp32 on CPU). Plain encoders (no classifier head) always use it
+  and answer embeddings.
+The ONNX path imports only numpy, onnxruntime and tokenizers: no torch, no transformers, so a
+worker is ready in a fraction of a second.
 
-Runs inside the container: no aws_cdk imports, nothing downloaded, weights from safetensors only.
+Requests: JSON `{"inputs": str | [str], "parameters": {"top_k": n}}` -> `[{"label", "score"}]`
+per text (a list per text when top_k > 1), as the toolkit's own pipeline answers; or JSON Lines
+(application/jsonlines) for batch transform: one text per line (a JSON string or
+`{"inputs": str}`), one answer per line in the same order, and a bad line answers
+`{"error": ...}` without failing the others. Single texts are never padded; many texts are sorted
+by length and padded only to the longest of each micro-batch.
+
+Threads: SAGEBERT_THREADS, else cores // model-server workers (SAGEMAKER_MODEL_SERVER_WORKERS,
+which the toolkit's server defaults to one per core), so workers x threads never exceeds cores.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+import numpy as np
+
+# Limits: one place. A request over them is refused with a message that names the limit.
+MAX_TEXTS = 64  # texts in one JSON request
+MAX_LINES = 5_000  # lines in one JSON Lines request (batch transform MultiRecord)
+MAX_CHARS = 10_000  # characters per text
+MAX_TOKENS = 512  # tokens per text: longer texts are truncated (BERT position embeddings end there)
+MICRO_BATCH = 16  # texts padded together
+ALLOWED_PARAMETERS = frozenset({"top_k"})
 
 JSON = "application/json"
-MAX_TEXTS = 64
-MAX_CHARS = 10_000
-MAX_TOKENS = 512  # BERT-family position embeddings; longer input is truncated, never a crash
-ALLOWED_PARAMETERS = frozenset({"top_k"})
+JSONL = ("application/jsonlines", "application/x-jsonlines", "application/jsonl")
+RUNTIMES = ("auto", "onnx-int8", "onnx-fp32", "torch")
+INT8_GRAPH, FP32_GRAPH = "model.int8.onnx", "model.fp32.onnx"
 
 
 class InputError(ValueError):
@@ -33,41 +52,213 @@ class InputError(ValueError):
 
 
 @dataclass
-class LoadedModel:
-    tokenizer: Any
-    model: Any
-    classifier: bool
+class Request:
+    texts: list[str]
+    top_k: int = 1
+    single: bool = False
+    lines: list[str | None] = field(default_factory=list)  # JSON Lines: None = good line, else its error
+
+    @property
+    def jsonl(self) -> bool:
+        return bool(self.lines)
 
 
-def model_fn(model_dir: str, context: Any = None) -> LoadedModel:
-    config = AutoConfig.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
-    classifier = bool(config.architectures) and config.architectures[0].endswith("ForSequenceClassification")
-    model_class = AutoModelForSequenceClassification if classifier else AutoModel
-    model = model_class.from_pretrained(model_dir, local_files_only=True, use_safetensors=True, trust_remote_code=False)
-    model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    return LoadedModel(tokenizer=tokenizer, model=model, classifier=classifier)
+# --- loading --------------------------------------------------------------------------------------
 
 
-def input_fn(input_data: str | bytes, content_type: str) -> dict[str, Any]:
-    if (content_type or "").split(";")[0].strip().lower() != JSON:
-        raise InputError(f"content type {content_type!r} is not supported; send {JSON}.")
+def thread_count() -> int:
+    if os.environ.get("SAGEBERT_THREADS"):
+        return max(1, int(os.environ["SAGEBERT_THREADS"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = int(os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS") or cores)
+    return max(1, cores // max(1, workers))
+
+
+def _cuda_available() -> bool:
+    """A CUDA GPU is attached, judged without importing torch (that alone costs seconds)."""
+    return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists()
+
+
+def choose_runtime(model_dir: Path, requested: str | None = None) -> str:
+    runtime = (requested or os.environ.get("SAGEBERT_RUNTIME") or "auto").strip().lower()
+    if runtime not in RUNTIMES:
+        raise ValueError(f"SAGEBERT_RUNTIME={runtime!r}; allowed: {', '.join(RUNTIMES)}.")
+    if runtime == "auto":
+        if _cuda_available():
+            return "torch"
+        return "onnx-int8" if (model_dir / INT8_GRAPH).is_file() else "torch"
+    graph = INT8_GRAPH if runtime == "onnx-int8" else FP32_GRAPH
+    if runtime != "torch" and not (model_dir / graph).is_file():
+        raise ValueError(f"SAGEBERT_RUNTIME={runtime} needs {graph} in the archive; build it with `make package`.")
+    return runtime
+
+
+def model_fn(model_dir: str, context: Any = None) -> Any:
+    folder = Path(model_dir)
+    runtime = choose_runtime(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    architectures = config.get("architectures") or []
+    classifier = bool(architectures) and architectures[0].endswith("ForSequenceClassification")
+    labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))] if classifier else None
+    if runtime.startswith("onnx"):
+        if labels is None:
+            raise ValueError(f"{model_dir}: the ONNX runtimes serve classifiers; this model has no classifier head.")
+        return OnnxModel(folder, runtime, labels, thread_count())
+    return TorchModel(folder, labels, thread_count())
+
+
+class OnnxModel:
+    """ONNX Runtime on the CPU with the fast tokenizer from tokenizer.json."""
+
+    def __init__(self, folder: Path, runtime: str, labels: list[str], threads: int) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.runtime, self.labels = runtime, labels
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        graph = folder / (INT8_GRAPH if runtime == "onnx-int8" else FP32_GRAPH)
+        self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(texts)
+        out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+        for batch in micro_batches([len(e.ids) for e in encodings]):
+            width = max(len(encodings[i].ids) for i in batch)
+            feed = {name: np.zeros((len(batch), width), dtype=np.int64) for name in self.inputs}
+            for row, index in enumerate(batch):
+                encoding = encodings[index]
+                n = len(encoding.ids)
+                values = {
+                    "input_ids": encoding.ids,
+                    "attention_mask": encoding.attention_mask,
+                    "token_type_ids": encoding.type_ids,
+                }
+                for name in self.inputs:
+                    feed[name][row, :n] = values[name]
+            out[batch] = self.session.run(None, feed)[0]
+        return out
+
+
+class TorchModel:
+    """PyTorch: fp16 on CUDA, fp32 on the CPU; classifiers answer labels, plain encoders embeddings."""
+
+    def __init__(self, folder: Path, labels: list[str] | None, threads: int) -> None:
+        import torch
+        from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+        self.torch, self.labels = torch, labels
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.type == "cpu":
+            torch.set_num_threads(threads)
+        self.runtime = "torch-fp16-cuda" if self.device.type == "cuda" else "torch-fp32"
+        model_class = AutoModelForSequenceClassification if labels else AutoModel
+        dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.model = (
+            model_class.from_pretrained(
+                folder, local_files_only=True, use_safetensors=True, trust_remote_code=False, torch_dtype=dtype
+            )
+            .to(self.device)
+            .eval()
+        )
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+
+    def _forward(self, texts: list[str]) -> Any:
+        encoded = self.tokenizer(
+            texts, padding="longest", truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
+        ).to(self.device)
+        with self.torch.inference_mode():
+            output = self.model(**encoded)
+        return output, encoded["attention_mask"]
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        assert self.labels is not None
+        out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+        if len(texts) <= MICRO_BATCH:  # one forward pass: no need to tokenize twice for the sort
+            output, _ = self._forward(texts)
+            out[:] = output.logits.float().cpu().numpy()
+            return out
+        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=MAX_TOKENS)["input_ids"]]
+        for batch in micro_batches(lengths):
+            output, _ = self._forward([texts[i] for i in batch])
+            out[batch] = output.logits.float().cpu().numpy()
+        return out
+
+    def embeddings(self, texts: list[str]) -> np.ndarray:
+        """Mean-pooled, L2-normalised (sentence-transformers' recipe for MiniLM-style encoders)."""
+        output, mask = self._forward(texts)
+        weights = mask.unsqueeze(-1).to(output.last_hidden_state.dtype)
+        pooled = (output.last_hidden_state * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+        normalised = self.torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
+        return np.asarray(normalised.cpu().numpy())
+
+
+def micro_batches(lengths: list[int]) -> list[list[int]]:
+    """Indices grouped by length (shortest first), MICRO_BATCH at a time: little padding."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[start : start + MICRO_BATCH] for start in range(0, len(order), MICRO_BATCH)]
+
+
+# --- the toolkit contract -------------------------------------------------------------------------
+
+
+def _media_type(value: str | None) -> str:
+    return (value or "").split(";")[0].strip().lower()
+
+
+def _decode(input_data: str | bytes) -> str:
     try:
-        text = input_data.decode("utf-8") if isinstance(input_data, bytes) else input_data
-        body = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"the body is not valid UTF-8 JSON: {err}") from None
+        return input_data.decode("utf-8") if isinstance(input_data, bytes) else input_data
+    except UnicodeDecodeError as err:
+        raise InputError(f"the body is not valid UTF-8 ({err.reason} at byte {err.start}).") from None
+
+
+def _check_text(text: Any) -> str | None:
+    """None when the text is acceptable, else what is wrong with it."""
+    if not isinstance(text, str) or not text.strip():
+        return "a text must be a non-empty string"
+    if len(text) > MAX_CHARS:
+        return f"a text is {len(text)} characters; at most {MAX_CHARS} are allowed (split it or shorten it)"
+    return None
+
+
+def input_fn(input_data: str | bytes, content_type: str) -> Request:
+    media = _media_type(content_type)
+    if media in JSONL:
+        return _jsonl_request(_decode(input_data))
+    if media != JSON:
+        raise InputError(f"content type {content_type!r} is not supported; send {JSON} or {JSONL[0]}.")
+    try:
+        body = json.loads(_decode(input_data))
+    except json.JSONDecodeError as err:
+        raise InputError(f"the body is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}.") from None
     if not isinstance(body, dict) or "inputs" not in body:
         raise InputError('the body must be a JSON object {"inputs": str | [str], "parameters": {...}}.')
+    unknown_keys = set(body) - {"inputs", "parameters"}
+    if unknown_keys:
+        raise InputError(f"unknown keys {sorted(unknown_keys)}; allowed: ['inputs', 'parameters'].")
     inputs = body["inputs"]
     texts = [inputs] if isinstance(inputs, str) else inputs
-    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-        raise InputError("inputs must be a non-empty string or a non-empty list of non-empty strings.")
+    if not isinstance(texts, list) or not texts:
+        raise InputError("inputs must be a non-empty string or a non-empty list of strings.")
     if len(texts) > MAX_TEXTS:
         raise InputError(f"{len(texts)} texts in one request; at most {MAX_TEXTS} are allowed.")
-    if any(len(t) > MAX_CHARS for t in texts):
-        raise InputError(f"a text is longer than {MAX_CHARS} characters; split it or shorten it.")
-    parameters = body.get("parameters") or {}
+    for index, text in enumerate(texts):
+        problem = _check_text(text)
+        if problem:
+            where = "inputs" if isinstance(inputs, str) else f"inputs[{index}]"
+            raise InputError(f"{where}: {problem}.")
+    return Request(texts=texts, top_k=_top_k(body.get("parameters")), single=isinstance(inputs, str))
+
+
+def _top_k(parameters: Any) -> int:
+    parameters = {} if parameters is None else parameters
     if not isinstance(parameters, dict):
         raise InputError("parameters must be a JSON object.")
     unknown = set(parameters) - ALLOWED_PARAMETERS
@@ -75,40 +266,64 @@ def input_fn(input_data: str | bytes, content_type: str) -> dict[str, Any]:
         raise InputError(f"unknown parameters {sorted(unknown)}; allowed: {sorted(ALLOWED_PARAMETERS)}.")
     top_k = parameters.get("top_k", 1)
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
-        raise InputError("parameters.top_k must be a positive integer.")
-    return {"texts": texts, "single": isinstance(inputs, str), "top_k": top_k}
+        raise InputError(f"parameters.top_k must be a positive integer, got {top_k!r}.")
+    return top_k
 
 
-def predict_fn(data: dict[str, Any], model: LoadedModel) -> list[Any]:
-    texts: list[str] = data["texts"]
-    # Pad only to the longest text of the request: one text is never padded at all.
-    encoded = model.tokenizer(texts, padding="longest", truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
-    with torch.inference_mode():
-        output = model.model(**encoded)
-    if model.classifier:
-        return _labels(output.logits, model.model.config.id2label, data["top_k"])
-    return _embeddings(output.last_hidden_state, encoded["attention_mask"])
+def _jsonl_request(text: str) -> Request:
+    raw_lines = text.splitlines()
+    if not raw_lines:
+        raise InputError("the JSON Lines body is empty; send one text per line.")
+    if len(raw_lines) > MAX_LINES:
+        raise InputError(f"{len(raw_lines)} lines in one request; at most {MAX_LINES} are allowed.")
+    texts: list[str] = []
+    errors: list[str | None] = []
+    for number, line in enumerate(raw_lines, start=1):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            errors.append(f"line {number}: not valid JSON ({err.msg})")
+            continue
+        candidate = value.get("inputs") if isinstance(value, dict) else value
+        problem = _check_text(candidate)
+        if isinstance(value, dict) and set(value) - {"inputs"}:
+            problem = f'unknown keys {sorted(set(value) - {"inputs"})}; a line is a JSON string or {{"inputs": str}}'
+        if problem:
+            errors.append(f"line {number}: {problem}")
+            continue
+        errors.append(None)
+        texts.append(candidate)
+    return Request(texts=texts, lines=errors)
+
+
+def predict_fn(data: Request, model: Any) -> list[Any]:
+    answers = _answers(data, model) if data.texts else []
+    if not data.jsonl:
+        return answers
+    # JSON Lines: every input line gets its answer line, bad lines an error record, order kept.
+    good = iter(answers)
+    return [{"error": problem} if problem else next(good) for problem in data.lines]
+
+
+def _answers(data: Request, model: Any) -> list[Any]:
+    if model.labels is None:
+        return [list(map(float, row)) for row in model.embeddings(data.texts)]
+    logits = model.logits(data.texts)
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probabilities = exp / exp.sum(axis=-1, keepdims=True)
+    k = min(data.top_k, len(model.labels))
+    answers: list[Any] = []
+    for row in probabilities:
+        best = np.argsort(-row, kind="stable")[:k]
+        ranked = [{"label": model.labels[i], "score": float(row[i])} for i in best]
+        answers.append(ranked[0] if data.top_k == 1 else ranked)
+    return answers
 
 
 def output_fn(prediction: list[Any], accept: str) -> str:
-    if accept and (accept.split(";")[0].strip().lower() not in (JSON, "*/*")):
-        raise InputError(f"accept {accept!r} is not supported; ask for {JSON}.")
+    media = _media_type(accept)
+    if media in JSONL:
+        return "".join(json.dumps(item) + "\n" for item in prediction)
+    if media not in ("", JSON, "*/*"):
+        raise InputError(f"accept {accept!r} is not supported; ask for {JSON} or {JSONL[0]}.")
     return json.dumps(prediction)
-
-
-def _labels(logits: torch.Tensor, id2label: dict[int, str], top_k: int) -> list[Any]:
-    scores = torch.softmax(logits.float(), dim=-1)
-    k = min(top_k, scores.shape[-1])
-    values, indices = torch.topk(scores, k, dim=-1)
-    rows = [
-        [{"label": id2label[int(i)], "score": float(v)} for v, i in zip(vs, ix, strict=True)]
-        for vs, ix in zip(values, indices, strict=True)
-    ]
-    # The toolkit's pipeline answers one dict per text for top_k=1, a list per text otherwise.
-    return [row[0] for row in rows] if top_k == 1 else rows
-
-
-def _embeddings(hidden: torch.Tensor, mask: torch.Tensor) -> list[list[float]]:
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, p=2, dim=1).tolist()

@@ -17,6 +17,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     archive.add_argument("--output", type=Path, default=Path("build/model.tar.gz"))
 
+    package = commands.add_parser(
+        "package", help="ONNX export, fusions, int8, agreement check and model.tar.gz with wheels (make package)"
+    )
+    package.add_argument("--model-dir", type=Path, default=Path("build/demo-classifier"))
+    package.add_argument("--output", type=Path, default=Path("build/model.tar.gz"))
+    package.add_argument(
+        "--check-set",
+        type=Path,
+        default=None,
+        help="held-out JSON Lines with `text` (default: data/sentiment/test.jsonl)",
+    )
+    package.add_argument(
+        "--min-agreement", type=float, default=0.99, help="share of labels int8 must keep from fp32 (default 0.99)"
+    )
+
+    bench = commands.add_parser("bench", help="stock handler vs sagebert runtimes, side by side (make bench)")
+    bench.add_argument("--threads", type=int, default=2, help="threads for every contender (default 2)")
+    bench.add_argument("--iterations", type=int, default=200, help="requests per text length (default 200)")
+    bench.add_argument("--budget", type=float, default=30.0, help="seconds at most per text length")
+
     catalog = commands.add_parser("catalog", help="regenerate infra/dlc_images.json from the sagemaker SDK")
     catalog.add_argument("--check", action="store_true", help="only compare; exit 1 when they differ")
 
@@ -47,6 +67,15 @@ def main(argv: list[str] | None = None) -> int:
             from sagebert import archive as archive_module
 
             return archive_module.main(args.model_dir, args.output)
+        if args.command == "package":
+            from sagebert import package as package_module
+
+            check_set = args.check_set or package_module.DEFAULT_CHECK_SET
+            return package_module.main(args.model_dir, args.output, check_set, args.min_agreement)
+        if args.command == "bench":
+            from sagebert import bench as bench_module
+
+            return bench_module.main(args.threads, args.iterations, args.budget)
         if args.command == "catalog":
             from sagebert import catalog as catalog_module
 

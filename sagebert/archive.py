@@ -50,8 +50,8 @@ def bundled_model_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
-def archive_members(model_dir: Path, code_dir: Path = MODEL_CODE) -> list[tuple[str, Path]]:
-    """(name in archive, source file) pairs, checked and sorted."""
+def model_members(model_dir: Path) -> list[tuple[str, Path]]:
+    """(name in archive, source file) for the model files, checked: a folder, config, safetensors."""
     if not model_dir.is_dir():
         raise ArchiveError(f"{model_dir}: model folder not found.")
     unsafe = [name for name in UNSAFE_WEIGHTS if (model_dir / name).exists()]
@@ -63,7 +63,12 @@ def archive_members(model_dir: Path, code_dir: Path = MODEL_CODE) -> list[tuple[
     missing = [name for name in REQUIRED_MODEL_FILES if not (model_dir / name).is_file()]
     if missing:
         raise ArchiveError(f"{model_dir}: missing {', '.join(missing)}; expected a Hugging Face model folder.")
-    members = [(name, model_dir / name) for name in MODEL_FILES if (model_dir / name).is_file()]
+    return [(name, model_dir / name) for name in MODEL_FILES if (model_dir / name).is_file()]
+
+
+def archive_members(model_dir: Path, code_dir: Path = MODEL_CODE) -> list[tuple[str, Path]]:
+    """The plain archive: model files plus code/inference.py and code/requirements.txt, sorted."""
+    members = model_members(model_dir)
     for name in CODE_FILES:
         source = code_dir / name
         if not source.is_file():
@@ -72,9 +77,8 @@ def archive_members(model_dir: Path, code_dir: Path = MODEL_CODE) -> list[tuple[
     return sorted(members)
 
 
-def build_archive(model_dir: Path, output: Path, code_dir: Path = MODEL_CODE) -> Path:
-    """Write output atomically (a failed build leaves any earlier archive untouched)."""
-    members = archive_members(model_dir, code_dir)
+def build_archive(members: list[tuple[str, Path]], output: Path) -> Path:
+    """Write members to output atomically (a failed build leaves any earlier archive untouched)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".model-", suffix=".tar.gz", dir=output.parent)
     try:
@@ -83,7 +87,7 @@ def build_archive(model_dir: Path, output: Path, code_dir: Path = MODEL_CODE) ->
             gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
             tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
         ):
-            for name, source in members:
+            for name, source in sorted(members):
                 _add_file(tar, name, source)
         os.replace(tmp_name, output)
     except BaseException:
@@ -108,6 +112,6 @@ def main(model_dir: Path | None, output: Path) -> int:
     members = archive_members(source)
     size_mb = sum(path.stat().st_size for _, path in members) / 1e6
     print(f"packaging {len(members)} files ({size_mb:.1f} MB) from {source} -> {output}", flush=True)
-    build_archive(source, output)
+    build_archive(members, output)
     print(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB)")
     return 0

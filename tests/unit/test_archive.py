@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sagebert.archive import ArchiveError, build_archive, bundled_model_dir
+from sagebert.archive import ArchiveError, archive_members, build_archive, bundled_model_dir
 
 
 def names(archive: Path) -> list[str]:
@@ -32,8 +32,8 @@ def test_default_archive_layout(default_artifact: Path) -> None:
 
 
 def test_same_inputs_same_bytes(tiny_classifier: Path, tmp_path: Path) -> None:
-    first = build_archive(tiny_classifier, tmp_path / "a" / "model.tar.gz")
-    second = build_archive(tiny_classifier, tmp_path / "b" / "model.tar.gz")
+    first = build_archive(archive_members(tiny_classifier), tmp_path / "a" / "model.tar.gz")
+    second = build_archive(archive_members(tiny_classifier), tmp_path / "b" / "model.tar.gz")
     assert first.read_bytes() == second.read_bytes()
 
 
@@ -42,17 +42,17 @@ def test_pickled_weights_are_refused(tiny_classifier: Path, tmp_path: Path) -> N
     shutil.copytree(tiny_classifier, folder)
     (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
     with pytest.raises(ArchiveError, match="safetensors only"):
-        build_archive(folder, tmp_path / "model.tar.gz")
+        build_archive(archive_members(folder), tmp_path / "model.tar.gz")
 
 
 def test_failure_keeps_the_previous_archive(tiny_classifier: Path, tmp_path: Path) -> None:
-    output = build_archive(tiny_classifier, tmp_path / "model.tar.gz")
+    output = build_archive(archive_members(tiny_classifier), tmp_path / "model.tar.gz")
     before = output.read_bytes()
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{}", encoding="utf-8")
     with pytest.raises(ArchiveError, match=r"missing model\.safetensors"):
-        build_archive(broken, output)
+        build_archive(archive_members(broken), output)
     assert output.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".model-")] == []
 

@@ -1,4 +1,4 @@
-"""The handler's four toolkit functions, called directly on real weights."""
+"""The handler's toolkit functions, called directly on the packaged archive (real weights)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,109 +17,192 @@ import inference
 from sagebert.archive import bundled_model_dir
 
 JSON = "application/json"
+JSONL = "application/jsonlines"
 
 
 @pytest.fixture(scope="module")
-def served_model(default_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> inference.LoadedModel:
-    """The default archive, unpacked the way SageMaker does, loaded by model_fn."""
-    model_dir = tmp_path_factory.mktemp("model")
+def model_dir(default_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default archive, unpacked the way SageMaker does (to /opt/ml/model)."""
+    folder = tmp_path_factory.mktemp("model")
     with tarfile.open(default_artifact) as tar:
-        tar.extractall(model_dir, filter="data")
+        tar.extractall(folder, filter="data")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def served(model_dir: Path) -> Any:
     return inference.model_fn(str(model_dir))
 
 
-def invoke(model: inference.LoadedModel, body: object) -> object:
-    data = inference.input_fn(json.dumps(body).encode(), JSON)
-    return json.loads(inference.output_fn(inference.predict_fn(data, model), JSON))
+def invoke(model: Any, body: object, content_type: str = JSON, accept: str = JSON) -> Any:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return inference.output_fn(inference.predict_fn(inference.input_fn(raw, content_type), model), accept)
 
 
-def cosine(a: list[float], b: list[float]) -> float:
-    return sum(x * y for x, y in zip(a, b, strict=True))
-
-
-@pytest.fixture(scope="module")
-def encoder() -> inference.LoadedModel:
-    """The bundled all-MiniLM-L6-v2 folder: a plain encoder, served as embeddings."""
-    return inference.model_fn(str(bundled_model_dir()))
+CLEAR = [
+    "Absolutely love it, works perfectly and arrived early.",
+    "Broke after two days and support never answered. Avoid.",
+    "Not bad at all, I would buy it again.",
+]
 
 
 @pytest.mark.weights
-def test_default_archive_is_the_demo_classifier(served_model: inference.LoadedModel) -> None:
-    answers = invoke(
-        served_model,
-        {
-            "inputs": [
-                "Absolutely love it, works perfectly and arrived early.",
-                "Broke after two days and support never answered. Avoid.",
-                "Not bad at all, I would buy it again.",
-            ]
-        },
+def test_default_runtime_is_onnx_int8_and_classifies(served: Any) -> None:
+    assert served.runtime == "onnx-int8"
+    answers = json.loads(invoke(served, {"inputs": CLEAR}))
+    assert [a["label"] for a in answers] == ["positive", "negative", "positive"]
+    assert all(0.5 < a["score"] <= 1.0 for a in answers)
+    one = json.loads(invoke(served, {"inputs": "Great film.", "parameters": {"top_k": 2}}))
+    assert [x["label"] for x in one[0]] == ["positive", "negative"]
+    assert math.isclose(sum(x["score"] for x in one[0]), 1.0, rel_tol=1e-5)
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize("runtime", ["onnx-fp32", "torch"])
+def test_fallback_runtimes_agree_with_int8(
+    runtime: str, model_dir: Path, served: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAGEBERT_RUNTIME", runtime)
+    fallback = inference.model_fn(str(model_dir))
+    assert fallback.runtime.startswith(runtime.split("-")[0])
+    texts = [
+        json.loads(line)["text"]
+        for line in (Path(__file__).resolve().parents[2] / "data" / "sentiment" / "validation.jsonl")
+        .read_text()
+        .splitlines()[:48]
+    ]
+    ours = json.loads(invoke(served, {"inputs": texts}))
+    theirs = json.loads(invoke(fallback, {"inputs": texts}))
+    agree = sum(a["label"] == b["label"] for a, b in zip(ours, theirs, strict=True))
+    assert agree >= len(texts) - 1
+
+
+@pytest.mark.weights
+def test_batching_does_not_change_an_answer(served: Any) -> None:
+    # A text served alone (no padding) and inside a length-sorted, padded micro-batch score the same,
+    # up to dynamic int8's batch-wide activation scale (the batch's range sets it): ~1e-4.
+    alone = json.loads(invoke(served, {"inputs": "Great app.", "parameters": {"top_k": 2}}))
+    longer = ["A much longer review that needs a lot of padding " * k for k in range(1, 20)]
+    batch = json.loads(invoke(served, {"inputs": [*longer[:9], "Great app.", *longer[9:]], "parameters": {"top_k": 2}}))
+    assert alone[0][0]["label"] == batch[9][0]["label"]
+    assert math.isclose(alone[0][0]["score"], batch[9][0]["score"], abs_tol=2e-3)
+
+
+@pytest.mark.weights
+def test_long_input_is_truncated_not_a_crash(served: Any) -> None:
+    assert len(json.loads(invoke(served, {"inputs": "word " * 1900}))) == 1
+
+
+@pytest.mark.weights
+def test_json_lines_keep_order_and_mark_bad_lines(served: Any) -> None:
+    body = "\n".join(
+        [
+            json.dumps(CLEAR[0]),
+            "{broken",
+            json.dumps({"inputs": CLEAR[1]}),
+            json.dumps(""),
+            json.dumps({"inputs": CLEAR[2], "extra": 1}),
+            json.dumps(CLEAR[2]),
+        ]
+    ).encode()
+    lines = invoke(served, body, JSONL, JSONL).splitlines()
+    assert len(lines) == 6
+    records = [json.loads(line) for line in lines]
+    assert records[0]["label"] == "positive" and records[2]["label"] == "negative"
+    assert records[5]["label"] == "positive"
+    assert "line 2: not valid JSON" in records[1]["error"]
+    assert "line 4: a text must be a non-empty string" in records[3]["error"]
+    assert "unknown keys ['extra']" in records[4]["error"]
+
+
+@pytest.mark.weights
+def test_plain_encoder_gives_meaningful_embeddings() -> None:
+    encoder = inference.model_fn(str(bundled_model_dir()))
+    vectors = json.loads(
+        invoke(
+            encoder,
+            {
+                "inputs": [
+                    "The delivery was fast and the product works well.",
+                    "Shipping was quick and the item does its job.",
+                    "The tax office changed its opening hours.",
+                ]
+            },
+        )
     )
-    assert [a["label"] for a in answers] == ["positive", "negative", "positive"]  # type: ignore[index]
-    assert all(0.5 < a["score"] <= 1.0 for a in answers)  # type: ignore[index]
-    ranked = invoke(served_model, {"inputs": "Great film.", "parameters": {"top_k": 2}})
-    assert [x["label"] for x in ranked[0]] == ["positive", "negative"]  # type: ignore[index]
-
-
-@pytest.mark.weights
-def test_plain_encoder_gives_meaningful_embeddings(encoder: inference.LoadedModel) -> None:
-    vectors = invoke(
-        encoder,
-        {
-            "inputs": [
-                "The delivery was fast and the product works well.",
-                "Shipping was quick and the item does its job.",
-                "The tax office changed its opening hours.",
-            ]
-        },
-    )
-    assert isinstance(vectors, list) and len(vectors) == 3 and len(vectors[0]) == 384
-    assert all(math.isclose(cosine(v, v), 1.0, rel_tol=1e-4) for v in vectors)
-    assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2]) + 0.3
-
-
-@pytest.mark.weights
-def test_a_text_in_a_batch_matches_the_text_alone(served_model: inference.LoadedModel) -> None:
-    # Padding to the longest text of the request must not change a shorter text's answer.
-    alone = invoke(served_model, {"inputs": "Great app.", "parameters": {"top_k": 2}})
-    batch = invoke(
-        served_model,
-        {"inputs": ["Great app.", "A much longer review that needs padding " * 5], "parameters": {"top_k": 2}},
-    )
-    assert math.isclose(alone[0][0]["score"], batch[0][0]["score"], abs_tol=1e-5)  # type: ignore[index]
-
-
-@pytest.mark.weights
-def test_long_input_is_truncated_not_a_crash(served_model: inference.LoadedModel) -> None:
-    answers = invoke(served_model, {"inputs": "word " * 1500})
-    assert len(answers) == 1  # type: ignore[arg-type]
-
-
-def test_classifier_answers_labels_and_top_k(tiny_classifier: Path) -> None:
-    model = inference.model_fn(str(tiny_classifier))
-    one = invoke(model, {"inputs": "good film"})
-    assert one[0]["label"] in {"negative", "positive"} and 0.5 <= one[0]["score"] <= 1.0  # type: ignore[index]
-    both = invoke(model, {"inputs": ["good film", "bad app"], "parameters": {"top_k": 2}})
-    assert [len(row) for row in both] == [2, 2]  # type: ignore[union-attr]
-    assert math.isclose(sum(x["score"] for x in both[0]), 1.0, rel_tol=1e-5)  # type: ignore[index]
+    dot = [sum(x * y for x, y in zip(vectors[0], v, strict=True)) for v in vectors]
+    assert len(vectors[0]) == 384 and math.isclose(dot[0], 1.0, rel_tol=1e-4)
+    assert dot[1] > dot[2] + 0.3
 
 
 @pytest.mark.parametrize(
     ("body", "content_type", "message"),
     [
-        (b'{"inputs": "x"}', "text/csv", "content type 'text/csv'"),
-        (b"{not json", JSON, "not valid UTF-8 JSON"),
-        (b'{"inputs": "\xff\xfe"}', JSON, "not valid UTF-8 JSON"),
+        (b'{"inputs": "x"}', "text/csv", "content type 'text/csv' is not supported; send application/json"),
+        (b"{not json", JSON, "not valid JSON"),
+        (b'{"inputs": "\xff\xfe"}', JSON, "not valid UTF-8"),
         (b'{"text": "x"}', JSON, '{"inputs"'),
-        (b'{"inputs": ""}', JSON, "non-empty"),
-        (b'{"inputs": [1, 2]}', JSON, "non-empty strings"),
-        (json.dumps({"inputs": ["a"] * 65}).encode(), JSON, "at most 64"),
-        (json.dumps({"inputs": "a" * 10_001}).encode(), JSON, "10000 characters"),
+        (b'{"inputs": "x", "options": {}}', JSON, "unknown keys ['options']"),
+        (b'{"inputs": ""}', JSON, "inputs: a text must be a non-empty string"),
+        (b'{"inputs": []}', JSON, "non-empty list"),
+        (b'{"inputs": ["ok", 2]}', JSON, "inputs[1]: a text must be a non-empty string"),
+        (json.dumps({"inputs": ["a"] * 65}).encode(), JSON, "65 texts in one request; at most 64"),
+        (json.dumps({"inputs": "a" * 10_001}).encode(), JSON, "10001 characters; at most 10000"),
         (b'{"inputs": "x", "parameters": {"temperature": 1}}', JSON, "unknown parameters ['temperature']"),
         (b'{"inputs": "x", "parameters": {"top_k": 0}}', JSON, "top_k must be a positive integer"),
+        (b'{"inputs": "x", "parameters": [1]}', JSON, "parameters must be a JSON object"),
+        (b"", JSONL, "JSON Lines body is empty"),
+        (("\n".join(['"x"'] * 5001)).encode(), JSONL, "5001 lines in one request; at most 5000"),
     ],
 )
 def test_bad_requests_say_what_is_allowed(body: bytes, content_type: str, message: str) -> None:
     with pytest.raises(inference.InputError) as raised:
         inference.input_fn(body, content_type)
     assert message in str(raised.value)
+
+
+@pytest.mark.weights
+def test_the_worker_keeps_serving_after_bad_requests(served: Any) -> None:
+    for bad in (b"{not json", b'{"inputs": 5}', b'{"inputs": "x", "parameters": {"top_k": -1}}'):
+        with pytest.raises(inference.InputError):
+            invoke(served, bad)
+    assert json.loads(invoke(served, {"inputs": CLEAR[0]}))[0]["label"] == "positive"
+
+
+def test_unsupported_accept_and_runtime(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(inference.InputError, match="accept 'text/html' is not supported"):
+        inference.output_fn([], "text/html")
+    monkeypatch.setenv("SAGEBERT_RUNTIME", "tensorrt")
+    with pytest.raises(ValueError, match="allowed: auto, onnx-int8, onnx-fp32, torch"):
+        inference.choose_runtime(model_dir)
+
+
+def test_threads_never_oversubscribe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SAGEBERT_THREADS", raising=False)
+    monkeypatch.setattr(inference.os, "sched_getaffinity", lambda _pid: set(range(8)))
+    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "2")
+    assert inference.thread_count() == 4
+    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "16")
+    assert inference.thread_count() == 1
+    monkeypatch.delenv("SAGEMAKER_MODEL_SERVER_WORKERS")
+    assert inference.thread_count() == 1  # the model server's default: one worker per core
+    monkeypatch.setenv("SAGEBERT_THREADS", "3")
+    assert inference.thread_count() == 3
+
+
+def test_onnx_path_imports_no_torch(model_dir: Path) -> None:
+    # Start-up is part of the product: the default path must not pull torch or transformers in.
+    import subprocess
+
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import inference; m = inference.model_fn(sys.argv[2]); "
+        "print(m.runtime, 'torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(Path(inference.__file__).parent), str(model_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={},
+    ).stdout
+    assert out.split() == ["onnx-int8", "False", "False"]

@@ -1,0 +1,260 @@
+"""`make bench`: the toolkit's stock handler vs sagebert's runtimes, side by side, same model, same machine.
+
+In-process: each contender runs in its own fresh Python process (so cold start and memory are its
+own) on the unpacked default archive:
+
+- stock: what the Hugging Face toolkit does without custom code, a transformers
+  `pipeline("text-classification")` in PyTorch fp32 (HuggingFaceHandlerService's default path);
+- sagebert torch / onnx-fp32 / onnx-int8: model_code/inference.py's functions with that runtime.
+
+Measured per contender: cold start (process start -> first prediction) and `model_fn` alone;
+batch-1 latency p50/p99 on short (~24 tokens) and long (~130 tokens) texts; throughput on
+requests of 64 texts; peak resident memory. Every contender gets the same thread count. The
+loops are bounded in count and time. Prints a table with ratios against stock, writes
+build/bench/results.json and a PNG chart, and prints the FLOP floor of the model on this CPU.
+Not yet through the real model server (multi-model-server): that comes with `make serve`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+OUT = REPO_ROOT / "build" / "bench"
+CONTENDERS = ("stock", "torch", "onnx-fp32", "onnx-int8")
+SHORT = "The hotel staff were friendly and the room was spotless, but breakfast ended far too early for us."
+LONG_SENTENCES = [
+    "I bought this blender after my old one died, and for the first month it was everything I hoped for.",
+    "It crushed ice in seconds, the jug was easy to clean, and it was quieter than I expected.",
+    "Then the seal started leaking, the motor began to smell hot, and support stopped answering.",
+    "The replacement part costs almost as much as a new jar, which feels unfair for a machine this new.",
+    "I would not buy it again, and I have told my friends to look elsewhere before they spend their money.",
+    "Maybe a later batch is better built, but after this experience I am not willing to take that risk.",
+]
+
+
+def _worker(contender: str, model_dir: Path, threads: int, iterations: int, budget_s: float) -> dict[str, Any]:
+    started = time.perf_counter()
+    texts = [
+        json.loads(line)["text"]
+        for line in (REPO_ROOT / "data" / "sentiment" / "validation.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    long_text = " ".join(LONG_SENTENCES)
+    if contender == "stock":
+        # The imports count as loading, as they do for the handler's model_fn (its imports are lazy).
+        load_started = time.perf_counter()
+        import torch
+        from transformers import pipeline
+
+        torch.set_num_threads(threads)
+        classifier = pipeline("text-classification", model=str(model_dir), device=-1)
+        load = time.perf_counter() - load_started
+
+        def predict(batch: list[str]) -> Any:
+            return classifier(batch, truncation=True, max_length=512)
+
+        tokens = len(classifier.tokenizer(SHORT)["input_ids"]), len(classifier.tokenizer(long_text)["input_ids"])
+    else:
+        os.environ["SAGEBERT_RUNTIME"] = contender
+        os.environ["SAGEBERT_THREADS"] = str(threads)
+        sys.path.insert(0, str(REPO_ROOT / "model_code"))
+        import inference
+
+        load_started = time.perf_counter()
+        model = inference.model_fn(str(model_dir))
+        load = time.perf_counter() - load_started
+
+        def predict(batch: list[str]) -> Any:
+            request = inference.input_fn(json.dumps({"inputs": batch}), "application/json")
+            return inference.output_fn(inference.predict_fn(request, model), "application/json")
+
+        tokens = (0, 0)
+    predict([SHORT])
+    cold = time.perf_counter() - started
+
+    def latencies(text: str) -> list[float]:
+        found: list[float] = []
+        deadline = time.perf_counter() + budget_s
+        predict([text])
+        while len(found) < iterations and time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            predict([text])
+            found.append((time.perf_counter() - t0) * 1000)
+        return found
+
+    short, long_ = latencies(SHORT), latencies(long_text)
+    batches = [texts[i : i + 64] for i in range(0, len(texts), 64)]
+    t0 = time.perf_counter()
+    done = 0
+    for batch in batches:
+        predict(batch)
+        done += len(batch)
+    throughput = done / (time.perf_counter() - t0)
+    return {
+        "contender": contender,
+        "threads": threads,
+        "cold_start_s": cold,
+        "model_fn_s": load,
+        "short_p50_ms": statistics.median(short),
+        "short_p99_ms": sorted(short)[max(0, int(len(short) * 0.99) - 1)],
+        "long_p50_ms": statistics.median(long_),
+        "long_p99_ms": sorted(long_)[max(0, int(len(long_) * 0.99) - 1)],
+        "samples": len(short),
+        "throughput_texts_s": throughput,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "tokens_short_long": tokens,
+    }
+
+
+def flop_floor_ms(tokens: int, config: dict[str, Any], threads: int) -> dict[str, float]:
+    """Matrix-multiply FLOPs of one forward pass over the peak of this CPU (AVX2: 2 FMA units x 8
+    fp32 lanes = 32 FLOP/cycle/core; int8 through VPMADDUBSW counted as 2x fp32)."""
+    hidden, layers, inter = config["hidden_size"], config["num_hidden_layers"], config["intermediate_size"]
+    per_token = 2 * layers * (4 * hidden * hidden + 2 * hidden * inter)
+    attention = 2 * layers * 2 * tokens * tokens * hidden
+    flops = per_token * tokens + attention
+    mhz = max(
+        float(line.split(":")[1])
+        for line in Path("/proc/cpuinfo").read_text().splitlines()
+        if line.startswith("cpu MHz")
+    )
+    peak_fp32 = threads * mhz * 1e6 * 32
+    return {
+        "gflop": flops / 1e9,
+        "mhz": mhz,
+        "fp32_ms": flops / peak_fp32 * 1000,
+        "int8_ms": flops / (2 * peak_fp32) * 1000,
+    }
+
+
+def render(results: list[dict[str, Any]]) -> str:
+    stock = next(r for r in results if r["contender"] == "stock")
+    header = (
+        "contender",
+        "cold start s",
+        "model_fn s",
+        "short p50 ms",
+        "short p99 ms",
+        "long p50 ms",
+        "long p99 ms",
+        "texts/s (64/req)",
+        "peak RSS MB",
+    )
+    rows = [header]
+
+    def cell(r: dict[str, Any], key: str, digits: int, lower_is_better: bool = True) -> str:
+        ratio = stock[key] / r[key] if lower_is_better else r[key] / stock[key]
+        suffix = "" if r is stock else f" ({ratio:.1f}x)"
+        return f"{r[key]:.{digits}f}{suffix}"
+
+    for r in results:
+        rows.append(
+            (
+                r["contender"],
+                cell(r, "cold_start_s", 2),
+                cell(r, "model_fn_s", 2),
+                cell(r, "short_p50_ms", 1),
+                cell(r, "short_p99_ms", 1),
+                cell(r, "long_p50_ms", 1),
+                cell(r, "long_p99_ms", 1),
+                cell(r, "throughput_texts_s", 0, lower_is_better=False),
+                f"{r['peak_rss_mb']:.0f}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
+
+
+def chart(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["contender"] for r in results]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for axis, (key, title) in zip(
+        axes,
+        [
+            ("short_p50_ms", "batch-1 p50, short text (ms)"),
+            ("long_p50_ms", "batch-1 p50, ~128 tokens (ms)"),
+            ("throughput_texts_s", "throughput, 64 texts/request (texts/s)"),
+        ],
+        strict=True,
+    ):
+        values = [r[key] for r in results]
+        bars = axis.bar(names, values, color=["#999999", "#4c72b0", "#55a868", "#c44e52"][: len(names)])
+        axis.bar_label(bars, fmt="%.1f")
+        axis.set_title(title)
+        axis.tick_params(axis="x", rotation=20)
+    fig.suptitle("stock Hugging Face handler vs sagebert, same model and machine (lower ms / higher texts/s is better)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(threads: int, iterations: int, budget_s: float) -> int:
+    archive = REPO_ROOT / "build" / "model.tar.gz"
+    if not archive.is_file():
+        print(f"{archive} not found; run `make package` first.", file=sys.stderr)
+        return 1
+    model_dir = OUT / "model"
+    if not (model_dir / "model.int8.onnx").is_file() or model_dir.stat().st_mtime < archive.stat().st_mtime:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(model_dir, filter="data")
+    results = []
+    for contender in CONTENDERS:
+        print(f"measuring {contender} ({threads} threads, up to {iterations} requests per text length) ...", flush=True)
+        command = [
+            sys.executable,
+            "-m",
+            "sagebert.bench",
+            "--worker",
+            contender,
+            str(model_dir),
+            str(threads),
+            str(iterations),
+            str(budget_s),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO_ROOT)
+        if done.returncode != 0:
+            print(done.stderr[-3000:], file=sys.stderr)
+            return 1
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    config = json.loads((model_dir / "config.json").read_text())
+    tokens_short, tokens_long = results[0]["tokens_short_long"]
+    OUT.mkdir(parents=True, exist_ok=True)
+    floors = {
+        "short": flop_floor_ms(tokens_short, config, threads),
+        "long": flop_floor_ms(tokens_long, config, threads),
+    }
+    (OUT / "results.json").write_text(json.dumps({"results": results, "flop_floor": floors}, indent=2) + "\n")
+    chart(results, OUT / "bench.png")
+    print()
+    print(render(results))
+    print()
+    for name, tokens in (("short", tokens_short), ("long", tokens_long)):
+        floor = floors[name]
+        print(
+            f"FLOP floor, {name} text ({tokens} tokens, {floor['gflop']:.2f} GFLOP, {threads} threads at "
+            f"{floor['mhz']:.0f} MHz, AVX2): fp32 {floor['fp32_ms']:.2f} ms, int8 {floor['int8_ms']:.2f} ms"
+        )
+    print(f"\nwrote {OUT / 'results.json'} and {OUT / 'bench.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--worker":
+        contender, folder, n_threads, count, seconds = sys.argv[2:7]
+        print(json.dumps(_worker(contender, Path(folder), int(n_threads), int(count), float(seconds))))
+    else:
+        raise SystemExit("use `python -m sagebert bench` (or `make bench`)")
