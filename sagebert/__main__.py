@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         "--min-agreement", type=float, default=0.99, help="share of labels int8 must keep from fp32 (default 0.99)"
     )
 
+    serve = commands.add_parser("serve", help="serve an archive on the real toolkit + model server at 127.0.0.1")
+    serve.add_argument("--archive", type=Path, default=Path("build/model.tar.gz"))
+    serve.add_argument("--port", type=int, default=8080, help="the front's port; the model server uses the next")
+    serve.add_argument("--name", default="sagebert-local", help="endpoint name for /endpoints/{name}/invocations")
+
     bench = commands.add_parser("bench", help="stock handler vs sagebert runtimes, side by side (make bench)")
     bench.add_argument("--threads", type=int, default=2, help="threads for every contender (default 2)")
     bench.add_argument("--iterations", type=int, default=200, help="requests per text length (default 200)")
@@ -72,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
 
             check_set = args.check_set or package_module.DEFAULT_CHECK_SET
             return package_module.main(args.model_dir, args.output, check_set, args.min_agreement)
+        if args.command == "serve":
+            from sagebert import serve as serve_module
+
+            return serve_module.main(args.archive, args.port, args.name)
         if args.command == "bench":
             from sagebert import bench as bench_module
 

@@ -1,0 +1,292 @@
+"""`make serve`: a model archive on the real serving stack of the Hugging Face DLC, on 127.0.0.1.
+
+The archive is unpacked the way SageMaker does (a fresh model directory), then
+sagemaker-huggingface-inference-toolkit + multi-model-server (Java) start from .venv-serve
+(sagebert.serve_launcher) on an internal port, and a small front on PORT answers:
+
+- `GET /ping` and `POST /invocations`, like the container;
+- `POST /endpoints/{name}/invocations`, the sagemaker-runtime route, so a real boto3
+  `sagemaker-runtime` client with `endpoint_url=http://127.0.0.1:PORT` calls it as it would call
+  SageMaker. A model error comes back as SageMaker's runtime reports it: HTTP 424 ModelError with
+  the container's status and message.
+
+Standard library only (it also runs inside the tests' process). Stopping ends the server's whole
+process group: no Java or Python worker is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVE_PYTHON = REPO_ROOT / ".venv-serve" / "bin" / "python"
+ROUTE = re.compile(r"^/endpoints/(?P<name>[A-Za-z0-9-]{1,63})/invocations$")
+MAX_BODY = 6 * 1024 * 1024  # InvokeEndpoint's payload limit
+
+
+class ServeError(Exception):
+    """The local endpoint could not start; the message says why and where the log is."""
+
+
+class LocalEndpoint:
+    """Context manager: unpack, start, wait for /ping, serve; stop on exit."""
+
+    def __init__(
+        self,
+        archive: Path,
+        *,
+        port: int = 8080,
+        name: str = "sagebert-local",
+        state_dir: Path | None = None,
+        environment: dict[str, str] | None = None,
+        startup_timeout_s: float = 120.0,
+    ) -> None:
+        self.archive, self.port, self.name = archive, port, name
+        self.state_dir = state_dir or REPO_ROOT / "build" / "serve" / str(port)
+        self.environment = environment or {}
+        self.startup_timeout_s = startup_timeout_s
+        self.process: subprocess.Popen[bytes] | None = None
+        self.front: ThreadingHTTPServer | None = None
+        self.log_path = self.state_dir / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def backend(self) -> str:
+        return f"http://127.0.0.1:{self.port + 1}"  # the model server's inference port (management: +2)
+
+    def __enter__(self) -> LocalEndpoint:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if not 0 < self.port < 32766:
+            raise ServeError(
+                f"port {self.port}: use 1-32765 (multi-model-server 1.1.11 refuses ports above 32767, "
+                "and uses the next two ports too)."
+            )
+        if not SERVE_PYTHON.is_file():
+            raise ServeError(f"{SERVE_PYTHON} not found; `make serve` creates it (requirements/serve.txt).")
+        if not self.archive.is_file():
+            raise ServeError(f"{self.archive} not found; build it with `make package`.")
+        if self.state_dir.exists():
+            shutil.rmtree(self.state_dir)
+        model_dir = self.state_dir / "model"
+        model_dir.mkdir(parents=True)
+        with tarfile.open(self.archive) as tar:  # as SageMaker does: the archive into the model dir
+            tar.extractall(model_dir, filter="data")
+        tmp = self.state_dir / "tmp"  # multi-model-server keeps a pid file in TMPDIR: one per server
+        tmp.mkdir()
+        env = {
+            **os.environ,
+            **self.environment,
+            "TMPDIR": str(tmp),
+            "TEMP": str(tmp),
+            "PATH": f"{SERVE_PYTHON.parent}:{os.environ.get('PATH', '')}",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        env.pop("PYTHONPATH", None)
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(SERVE_PYTHON),
+                    "-m",
+                    "sagebert.serve_launcher",
+                    str(model_dir),
+                    str(self.state_dir),
+                    str(self.port + 1),
+                ],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait_ready()
+        self.front = ThreadingHTTPServer(("127.0.0.1", self.port), _front_handler(self))
+        threading.Thread(target=self.front.serve_forever, daemon=True).start()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                code = self.process.returncode
+                self.stop()
+                raise ServeError(f"the model server exited (code {code}); see {self.log_path}")
+            try:
+                with urllib.request.urlopen(f"{self.backend}/ping", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise ServeError(f"no healthy /ping within {self.startup_timeout_s:.0f}s; see {self.log_path}")
+
+    def stop(self) -> None:
+        """End the front, then the server's whole process group (Java and its Python workers)."""
+        if self.front is not None:
+            self.front.shutdown()
+            self.front.server_close()
+            self.front = None
+        if self.process is None:
+            return
+        group = self.process.pid
+        _end_group(group, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=20)
+        deadline = time.monotonic() + 15
+        while _group_alive(group) and time.monotonic() < deadline:
+            _end_group(group, signal.SIGKILL)  # workers that outlive the Java frontend
+            time.sleep(0.1)
+        self.process.poll()
+        self.process = None
+
+    def forward(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+        request = urllib.request.Request(f"{self.backend}{path}", data=body, method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=65) as response:
+                return response.status, response.read(), {"Content-Type": response.headers.get("Content-Type", "")}
+        except urllib.error.HTTPError as err:
+            return err.code, err.read(), {"Content-Type": err.headers.get("Content-Type", "")}
+
+
+def _end_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _group_alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _front_handler(endpoint: LocalEndpoint) -> type[BaseHTTPRequestHandler]:
+    class Front(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # no request lines (and no bodies) in logs
+            return
+
+        def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            for key, value in headers.items():
+                if value:
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path == "/ping":
+                with urllib.request.urlopen(f"{endpoint.backend}/ping", timeout=5) as response:
+                    self._reply(response.status, response.read(), {"Content-Type": "application/json"})
+                return
+            self._reply(404, b'{"message": "GET /ping only"}', {"Content-Type": "application/json"})
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                self._reply(
+                    413,
+                    json.dumps({"message": f"body over {MAX_BODY} bytes"}).encode(),
+                    {"Content-Type": "application/json"},
+                )
+                return
+            body = self.rfile.read(length)
+            headers = {
+                k: v
+                for k, v in (("Content-Type", self.headers.get("Content-Type")), ("Accept", self.headers.get("Accept")))
+                if v
+            }
+            route = ROUTE.match(self.path)
+            if self.path == "/invocations":
+                self._reply(*endpoint.forward("/invocations", body, headers))
+                return
+            if route is None:
+                self._reply(
+                    404,
+                    b'{"message": "POST /invocations or /endpoints/{name}/invocations"}',
+                    {"Content-Type": "application/json"},
+                )
+                return
+            if route["name"] != endpoint.name:
+                message = f"Endpoint {route['name']} of account 000000000000 not found."
+                self._reply(
+                    400,
+                    json.dumps({"__type": "ValidationError", "message": message}).encode(),
+                    {"Content-Type": "application/x-amz-json-1.1", "x-amzn-ErrorType": "ValidationError"},
+                )
+                return
+            status, answer, answer_headers = endpoint.forward("/invocations", body, headers)
+            if status == 200:
+                self._reply(200, answer, {**answer_headers, "x-Amzn-Invoked-Production-Variant": "AllTraffic"})
+                return
+            # What SageMaker's runtime does with a container error: 424 ModelError, original status kept.
+            original = answer.decode("utf-8", "replace")
+            message = f'Received client error ({status}) from primary with message "{original}".'
+            if status >= 500:
+                message = f'Received server error ({status}) from primary with message "{original}".'
+            error = {
+                "ErrorCode": "CLIENT_ERROR_FROM_MODEL" if status < 500 else "SERVER_ERROR_FROM_MODEL",
+                "Message": message,
+                "OriginalMessage": original,
+                "OriginalStatusCode": status,
+                "LogStreamArn": f"local:{endpoint.log_path}",
+            }
+            self._reply(
+                424,
+                json.dumps(error).encode(),
+                {"Content-Type": "application/x-amz-json-1.1", "x-amzn-ErrorType": "ModelError"},
+            )
+
+    return Front
+
+
+def main(archive: Path, port: int, name: str) -> int:
+    endpoint = LocalEndpoint(archive, port=port, name=name)
+    print(f"starting {archive} on the Hugging Face inference toolkit + multi-model-server ...", flush=True)
+    try:
+        endpoint.start()
+    except ServeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(
+        f"ready: {endpoint.url}/ping, POST {endpoint.url}/invocations, "
+        f"POST {endpoint.url}/endpoints/{name}/invocations (boto3: endpoint_url={endpoint.url}); "
+        f"log {endpoint.log_path}. Ctrl-C stops it.",
+        flush=True,
+    )
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        endpoint.stop()
+        print("stopped; no server process left.")
+    return 0

@@ -1,0 +1,152 @@
+"""The packaged archive on the real serving stack (toolkit + multi-model-server), called by boto3."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from sagebert.serve import LocalEndpoint
+
+pytestmark = pytest.mark.server
+NAME = "sagebert-test"
+
+
+def free_port() -> int:
+    # Three consecutive free ports: the front, the model server's inference and management ports.
+    # Below 32768: multi-model-server 1.1.11 calls higher ports "Invalid port number".
+    for port in random.Random(os.getpid()).sample(range(20000, 32000, 3), 200):
+        if all(_free(port + i) for i in (0, 1, 2)):
+            return port
+    raise RuntimeError("no three consecutive free ports on 127.0.0.1")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def endpoint(default_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEndpoint]:
+    server = LocalEndpoint(
+        default_artifact,
+        port=free_port(),
+        name=NAME,
+        state_dir=tmp_path_factory.mktemp("serve"),
+        environment={"SAGEMAKER_MODEL_SERVER_WORKERS": "1"},
+    )
+    with server:
+        yield server
+    # Stopping leaves nothing behind: the whole process group is gone.
+    assert server.process is None
+    with pytest.raises(ProcessLookupError):
+        os.killpg(server_pid[0], 0)
+
+
+server_pid: list[int] = []
+
+
+@pytest.fixture(scope="module")
+def runtime(endpoint: LocalEndpoint) -> Any:
+    assert endpoint.process is not None
+    server_pid.append(endpoint.process.pid)
+    return boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=endpoint.url,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(retries={"mode": "standard", "max_attempts": 1}, read_timeout=60),
+    )
+
+
+def invoke(runtime: Any, body: bytes, content_type: str = "application/json", accept: str = "application/json") -> Any:
+    response = runtime.invoke_endpoint(EndpointName=NAME, Body=body, ContentType=content_type, Accept=accept)
+    return response["Body"].read().decode()
+
+
+def test_ping(endpoint: LocalEndpoint) -> None:
+    with urllib.request.urlopen(f"{endpoint.url}/ping", timeout=5) as response:
+        assert response.status == 200
+
+
+def test_boto3_gets_the_demo_classifiers_predictions(runtime: Any) -> None:
+    answers = json.loads(
+        invoke(
+            runtime,
+            json.dumps(
+                {
+                    "inputs": [
+                        "Absolutely love it, works perfectly and arrived early.",
+                        "Broke after two days and support never answered. Avoid.",
+                    ]
+                }
+            ).encode(),
+        )
+    )
+    assert [a["label"] for a in answers] == ["positive", "negative"]
+    ranked = json.loads(invoke(runtime, b'{"inputs": "Great film.", "parameters": {"top_k": 2}}'))
+    assert [x["label"] for x in ranked[0]] == ["positive", "negative"]
+
+
+def test_container_route_answers_too(endpoint: LocalEndpoint) -> None:
+    request = urllib.request.Request(
+        f"{endpoint.url}/invocations",
+        data=b'{"inputs": "Lovely hotel."}',
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert json.loads(response.read())[0]["label"] == "positive"
+
+
+def test_json_lines_one_answer_per_line(runtime: Any) -> None:
+    lines = ['"Superb service, we will be back."', "{oops", '{"inputs": "Cold food, rude staff."}', '""']
+    out = invoke(runtime, "\n".join(lines).encode(), "application/jsonlines", "application/jsonlines").splitlines()
+    records = [json.loads(line) for line in out]
+    assert len(records) == 4
+    assert records[0]["label"] == "positive" and records[2]["label"] == "negative"
+    assert "line 2" in records[1]["error"] and "line 4" in records[3]["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        (b"{not json", "application/json", "not valid JSON"),
+        (b'{"inputs": "x"}', "text/csv", "content type 'text/csv' is not supported"),
+        (b'{"inputs": ""}', "application/json", "a text must be a non-empty string"),
+        (b'{"inputs": [1]}', "application/json", "inputs[0]: a text must be a non-empty string"),
+        (json.dumps({"inputs": ["a"] * 65}).encode(), "application/json", "at most 64"),
+        (json.dumps({"inputs": "a" * 10_001}).encode(), "application/json", "at most 10000"),
+        (b'{"inputs": "x", "parameters": {"max_length": 3}}', "application/json", "unknown parameters"),
+        # The toolkit decodes JSON bodies itself before input_fn sees them: its own 400.
+        (b'{"inputs": "\xff"}', "application/json", "'utf-8' codec can't decode byte 0xff"),
+    ],
+)
+def test_bad_input_is_a_client_error_and_the_worker_keeps_serving(
+    runtime: Any, body: bytes, content_type: str, message: str
+) -> None:
+    with pytest.raises(runtime.exceptions.ModelError) as raised:
+        invoke(runtime, body, content_type)
+    error = raised.value.response
+    assert error["OriginalStatusCode"] == 400
+    assert message in json.loads(error["OriginalMessage"])["message"]
+    assert json.loads(invoke(runtime, b'{"inputs": "Great value."}'))[0]["label"] == "positive"
+
+
+def test_unknown_endpoint_name(runtime: Any) -> None:
+    with pytest.raises(runtime.exceptions.ClientError, match="not found"):
+        runtime.invoke_endpoint(EndpointName="other", Body=b'{"inputs": "x"}', ContentType="application/json")
