@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--threads", type=int, default=2, help="threads for every contender (default 2)")
     bench.add_argument("--iterations", type=int, default=200, help="requests per text length (default 200)")
     bench.add_argument("--budget", type=float, default=30.0, help="seconds at most per text length")
+    bench.add_argument("--port", type=int, default=23000, help="first of three local ports for the model server")
 
     catalog = commands.add_parser("catalog", help="regenerate infra/dlc_images.json from the sagemaker SDK")
     catalog.add_argument("--check", action="store_true", help="only compare; exit 1 when they differ")
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             from sagebert import bench as bench_module
 
-            return bench_module.main(args.threads, args.iterations, args.budget)
+            return bench_module.main(args.threads, args.iterations, args.budget, args.port)
         if args.command == "catalog":
             from sagebert import catalog as catalog_module
 

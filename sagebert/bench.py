@@ -1,18 +1,23 @@
 """`make bench`: the toolkit's stock handler vs sagebert's runtimes, side by side, same model, same machine.
 
-In-process: each contender runs in its own fresh Python process (so cold start and memory are its
-own) on the unpacked default archive:
+Two views of the same contenders, on the demo classifier:
+
+- through the real model server (`make serve`'s stack: toolkit + multi-model-server, default
+  workers, as the endpoint runs): batch-1 latency from one client, throughput from two concurrent
+  clients sending 64 texts per request, cold start (server start -> first answer) and the
+  server's resident memory;
+- in-process, each contender in a fresh Python process: `model_fn` time and per-call latency
+  without the server (what the handler itself costs).
+
+Contenders:
 
 - stock: what the Hugging Face toolkit does without custom code, a transformers
   `pipeline("text-classification")` in PyTorch fp32 (HuggingFaceHandlerService's default path);
 - sagebert torch / onnx-fp32 / onnx-int8: model_code/inference.py's functions with that runtime.
 
-Measured per contender: cold start (process start -> first prediction) and `model_fn` alone;
-batch-1 latency p50/p99 on short (~24 tokens) and long (~130 tokens) texts; throughput on
-requests of 64 texts; peak resident memory. Every contender gets the same thread count. The
-loops are bounded in count and time. Prints a table with ratios against stock, writes
-build/bench/results.json and a PNG chart, and prints the FLOP floor of the model on this CPU.
-Not yet through the real model server (multi-model-server): that comes with `make serve`.
+Short texts have ~24 tokens, long ones ~128. Loops are bounded in count and time. Prints both
+tables with ratios against stock, the FLOP floor of the model on this CPU, and writes
+build/bench/results.json and build/bench/bench.png (the server view).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import subprocess
 import sys
 import tarfile
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -105,14 +112,97 @@ def _worker(contender: str, model_dir: Path, threads: int, iterations: int, budg
         "cold_start_s": cold,
         "model_fn_s": load,
         "short_p50_ms": statistics.median(short),
-        "short_p99_ms": sorted(short)[max(0, int(len(short) * 0.99) - 1)],
+        "short_p99_ms": _p99(short),
         "long_p50_ms": statistics.median(long_),
-        "long_p99_ms": sorted(long_)[max(0, int(len(long_) * 0.99) - 1)],
+        "long_p99_ms": _p99(long_),
         "samples": len(short),
         "throughput_texts_s": throughput,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "tokens_short_long": tokens,
     }
+
+
+def _post(url: str, body: bytes) -> bytes:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return bytes(response.read())
+
+
+def _group_rss_mb(pgid: int) -> float:
+    """Resident memory of every process in the server's process group (Java and its workers)."""
+    total_kb = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total_kb / 1024
+
+
+def _stock_archive(demo: Path, output: Path) -> Path:
+    """The model files alone, no code/: the toolkit then serves its default pipeline."""
+    from sagebert.archive import build_archive, model_members
+
+    return build_archive(model_members(demo), output)
+
+
+def _server_worker(
+    name: str, archive: Path, port: int, iterations: int, budget_s: float, texts: list[str], long_text: str
+) -> dict[str, Any]:
+    from sagebert.serve import LocalEndpoint
+
+    environment = {} if name == "stock" else {"SAGEBERT_RUNTIME": name}
+    started = time.perf_counter()
+    with LocalEndpoint(
+        archive, port=port, name="bench", state_dir=OUT / f"serve-{name}", environment=environment
+    ) as endpoint:
+        url = f"{endpoint.backend}/invocations"
+        _post(url, json.dumps({"inputs": SHORT}).encode())
+        cold = time.perf_counter() - started
+
+        def latencies(text: str) -> list[float]:
+            body = json.dumps({"inputs": text}).encode()
+            found: list[float] = []
+            deadline = time.perf_counter() + budget_s
+            for _ in range(5):
+                _post(url, body)
+            while len(found) < iterations and time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                _post(url, body)
+                found.append((time.perf_counter() - t0) * 1000)
+            return found
+
+        short, long_ = latencies(SHORT), latencies(long_text)
+        requests = [json.dumps({"inputs": texts[i : i + 64]}).encode() for i in range(0, len(texts), 64)]
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=2) as pool:  # two clients: both workers busy
+            list(pool.map(lambda body: _post(url, body), requests * 2))
+        throughput = 2 * sum(len(texts[i : i + 64]) for i in range(0, len(texts), 64)) / (time.perf_counter() - t0)
+        assert endpoint.process is not None
+        memory = _group_rss_mb(endpoint.process.pid)
+    return {
+        "contender": name,
+        "cold_start_s": cold,
+        "model_fn_s": float("nan"),
+        "short_p50_ms": statistics.median(short),
+        "short_p99_ms": _p99(short),
+        "long_p50_ms": statistics.median(long_),
+        "long_p99_ms": _p99(long_),
+        "samples": len(short),
+        "throughput_texts_s": throughput,
+        "peak_rss_mb": memory,
+    }
+
+
+def _p99(values: list[float]) -> float:
+    return sorted(values)[max(0, int(len(values) * 0.99) - 1)]
 
 
 def flop_floor_ms(tokens: int, config: dict[str, Any], threads: int) -> dict[str, float]:
@@ -152,6 +242,8 @@ def render(results: list[dict[str, Any]]) -> str:
     rows = [header]
 
     def cell(r: dict[str, Any], key: str, digits: int, lower_is_better: bool = True) -> str:
+        if r[key] != r[key]:  # NaN: not measured in this view
+            return "-"
         ratio = stock[key] / r[key] if lower_is_better else r[key] / stock[key]
         suffix = "" if r is stock else f" ({ratio:.1f}x)"
         return f"{r[key]:.{digits}f}{suffix}"
@@ -187,7 +279,7 @@ def chart(results: list[dict[str, Any]], path: Path) -> None:
         [
             ("short_p50_ms", "batch-1 p50, short text (ms)"),
             ("long_p50_ms", "batch-1 p50, ~128 tokens (ms)"),
-            ("throughput_texts_s", "throughput, 64 texts/request (texts/s)"),
+            ("throughput_texts_s", "throughput, 2 clients x 64 texts per request (texts/s)"),
         ],
         strict=True,
     ):
@@ -196,24 +288,40 @@ def chart(results: list[dict[str, Any]], path: Path) -> None:
         axis.bar_label(bars, fmt="%.1f")
         axis.set_title(title)
         axis.tick_params(axis="x", rotation=20)
-    fig.suptitle("stock Hugging Face handler vs sagebert, same model and machine (lower ms / higher texts/s is better)")
+    fig.suptitle(
+        "through the model server: stock Hugging Face handler vs sagebert, same model and machine "
+        "(lower ms / higher texts/s is better)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
-def main(threads: int, iterations: int, budget_s: float) -> int:
+def main(threads: int, iterations: int, budget_s: float, port: int = 23000) -> int:
     archive = REPO_ROOT / "build" / "model.tar.gz"
-    if not archive.is_file():
-        print(f"{archive} not found; run `make package` first.", file=sys.stderr)
+    demo = REPO_ROOT / "build" / "demo-classifier"
+    if not archive.is_file() or not demo.is_dir():
+        print(f"{archive} or {demo} not found; run `make package` first.", file=sys.stderr)
         return 1
+    OUT.mkdir(parents=True, exist_ok=True)
     model_dir = OUT / "model"
     if not (model_dir / "model.int8.onnx").is_file() or model_dir.stat().st_mtime < archive.stat().st_mtime:
         model_dir.mkdir(parents=True, exist_ok=True)
         with tarfile.open(archive) as tar:
             tar.extractall(model_dir, filter="data")
-    results = []
+    texts = [
+        json.loads(line)["text"]
+        for line in (REPO_ROOT / "data" / "sentiment" / "validation.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    stock_archive = _stock_archive(demo, OUT / "stock-model.tar.gz")
+
+    server = []
     for contender in CONTENDERS:
-        print(f"measuring {contender} ({threads} threads, up to {iterations} requests per text length) ...", flush=True)
+        print(f"server: {contender} (model server defaults, up to {iterations} requests per length) ...", flush=True)
+        source = stock_archive if contender == "stock" else archive
+        server.append(_server_worker(contender, source, port, iterations, budget_s, texts, " ".join(LONG_SENTENCES)))
+    in_process = []
+    for contender in CONTENDERS:
+        print(f"in-process: {contender} ({threads} threads) ...", flush=True)
         command = [
             sys.executable,
             "-m",
@@ -229,18 +337,21 @@ def main(threads: int, iterations: int, budget_s: float) -> int:
         if done.returncode != 0:
             print(done.stderr[-3000:], file=sys.stderr)
             return 1
-        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        in_process.append(json.loads(done.stdout.strip().splitlines()[-1]))
     config = json.loads((model_dir / "config.json").read_text())
-    tokens_short, tokens_long = results[0]["tokens_short_long"]
-    OUT.mkdir(parents=True, exist_ok=True)
+    tokens_short, tokens_long = in_process[0]["tokens_short_long"]
     floors = {
         "short": flop_floor_ms(tokens_short, config, threads),
         "long": flop_floor_ms(tokens_long, config, threads),
     }
-    (OUT / "results.json").write_text(json.dumps({"results": results, "flop_floor": floors}, indent=2) + "\n")
-    chart(results, OUT / "bench.png")
-    print()
-    print(render(results))
+    (OUT / "results.json").write_text(
+        json.dumps({"server": server, "in_process": in_process, "flop_floor": floors}, indent=2) + "\n"
+    )
+    chart(server, OUT / "bench.png")
+    print("\nThrough the model server (toolkit + multi-model-server, default workers; memory = whole server):")
+    print(render(server))
+    print(f"\nIn-process, one fresh process each, {threads} threads:")
+    print(render(in_process))
     print()
     for name, tokens in (("short", tokens_short), ("long", tokens_long)):
         floor = floors[name]

@@ -206,3 +206,23 @@ def test_onnx_path_imports_no_torch(model_dir: Path) -> None:
         env={},
     ).stdout
     assert out.split() == ["onnx-int8", "False", "False"]
+
+
+@pytest.mark.weights
+def test_gpu_fp16_agrees_with_cpu_fp32(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Runs wherever a CUDA GPU is present (ml.g4dn and newer); skips cleanly elsewhere.
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine: the fp16 path runs only on one")
+    monkeypatch.setenv("SAGEBERT_RUNTIME", "auto")
+    gpu = inference.model_fn(str(model_dir))
+    assert gpu.runtime == "torch-fp16-cuda"
+    texts = [
+        json.loads(line)["text"]
+        for line in (Path(__file__).resolve().parents[2] / "data" / "sentiment" / "test.jsonl").read_text().splitlines()
+    ]
+    fp16 = json.loads(invoke(gpu, {"inputs": texts[:64]}))
+    monkeypatch.setenv("SAGEBERT_RUNTIME", "onnx-fp32")
+    fp32 = json.loads(invoke(inference.model_fn(str(model_dir)), {"inputs": texts[:64]}))
+    assert sum(a["label"] == b["label"] for a, b in zip(fp16, fp32, strict=True)) >= 63
+    assert max(abs(a["score"] - b["score"]) for a, b in zip(fp16, fp32, strict=True) if a["label"] == b["label"]) < 0.01
