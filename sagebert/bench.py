@@ -22,15 +22,16 @@ build/bench/results.json and build/bench/bench.png (the server view).
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import resource
+import socket
 import statistics
 import subprocess
 import sys
 import tarfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -106,26 +107,31 @@ def _worker(contender: str, model_dir: Path, threads: int, iterations: int, budg
         predict(batch)
         done += len(batch)
     throughput = done / (time.perf_counter() - t0)
-    return {
-        "contender": contender,
-        "threads": threads,
-        "cold_start_s": cold,
-        "model_fn_s": load,
-        "short_p50_ms": statistics.median(short),
-        "short_p99_ms": _p99(short),
-        "long_p50_ms": statistics.median(long_),
-        "long_p99_ms": _p99(long_),
-        "samples": len(short),
-        "throughput_texts_s": throughput,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "tokens_short_long": tokens,
-    }
+    memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return _summary(contender, cold, load, short, long_, throughput, memory, threads=threads, tokens_short_long=tokens)
 
 
-def _post(url: str, body: bytes) -> bytes:
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=120) as response:
-        return bytes(response.read())
+class _Client:
+    """One persistent HTTP/1.1 connection with TCP_NODELAY, as SDK clients keep theirs: a fresh
+    urllib connection per request would add ~6 ms of client-side cost to every contender alike."""
+
+    def __init__(self, port: int) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.connection.connect()
+        assert self.connection.sock is not None
+        self.connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def post(self, body: bytes) -> bytes:
+        self.connection.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+        response = self.connection.getresponse()
+        data = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"model server answered {response.status}: {data[:300]!r}")
+        return data
+
+    def get(self, path: str) -> bytes:
+        self.connection.request("GET", path)
+        return self.connection.getresponse().read()
 
 
 def _group_rss_mb(pgid: int) -> float:
@@ -163,8 +169,8 @@ def _server_worker(
     with LocalEndpoint(
         archive, port=port, name="bench", state_dir=OUT / f"serve-{name}", environment=environment
     ) as endpoint:
-        url = f"{endpoint.backend}/invocations"
-        _post(url, json.dumps({"inputs": SHORT}).encode())
+        client = _Client(endpoint.port + 1)
+        client.post(json.dumps({"inputs": SHORT}).encode())
         cold = time.perf_counter() - started
 
         def latencies(text: str) -> list[float]:
@@ -172,32 +178,53 @@ def _server_worker(
             found: list[float] = []
             deadline = time.perf_counter() + budget_s
             for _ in range(5):
-                _post(url, body)
+                client.post(body)
             while len(found) < iterations and time.perf_counter() < deadline:
                 t0 = time.perf_counter()
-                _post(url, body)
+                client.post(body)
                 found.append((time.perf_counter() - t0) * 1000)
             return found
 
         short, long_ = latencies(SHORT), latencies(long_text)
+        pings = []
+        for _ in range(min(iterations, 100)):  # the server's own floor: a request that runs no model
+            t0 = time.perf_counter()
+            client.get("/ping")
+            pings.append((time.perf_counter() - t0) * 1000)
         requests = [json.dumps({"inputs": texts[i : i + 64]}).encode() for i in range(0, len(texts), 64)]
         t0 = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=2) as pool:  # two clients: both workers busy
-            list(pool.map(lambda body: _post(url, body), requests * 2))
+        clients = [_Client(endpoint.port + 1) for _ in range(2)]  # two clients: both workers busy
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(lambda c: [c.post(body) for body in requests], clients))
         throughput = 2 * sum(len(texts[i : i + 64]) for i in range(0, len(texts), 64)) / (time.perf_counter() - t0)
         assert endpoint.process is not None
         memory = _group_rss_mb(endpoint.process.pid)
+    return _summary(name, cold, float("nan"), short, long_, throughput, memory, ping_p50_ms=statistics.median(pings))
+
+
+def _summary(
+    name: str,
+    cold: float,
+    model_fn: float,
+    short: list[float],
+    long_: list[float],
+    throughput: float,
+    memory_mb: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One contender's row: the same keys in both views (model_fn is NaN where not measured)."""
     return {
         "contender": name,
         "cold_start_s": cold,
-        "model_fn_s": float("nan"),
+        "model_fn_s": model_fn,
         "short_p50_ms": statistics.median(short),
         "short_p99_ms": _p99(short),
         "long_p50_ms": statistics.median(long_),
         "long_p99_ms": _p99(long_),
         "samples": len(short),
         "throughput_texts_s": throughput,
-        "peak_rss_mb": memory,
+        "peak_rss_mb": memory_mb,
+        **extra,
     }
 
 
@@ -350,6 +377,8 @@ def main(threads: int, iterations: int, budget_s: float, port: int = 23000) -> i
     chart(server, OUT / "bench.png")
     print("\nThrough the model server (toolkit + multi-model-server, default workers; memory = whole server):")
     print(render(server))
+    pings = ", ".join(f"{r['contender']} {r['ping_p50_ms']:.1f} ms" for r in server)
+    print(f"server floor, GET /ping p50 (no model runs): {pings}")
     print(f"\nIn-process, one fresh process each, {threads} threads:")
     print(render(in_process))
     print()

@@ -102,6 +102,9 @@ class LocalEndpoint:
             **self.environment,
             "TMPDIR": str(tmp),
             "TEMP": str(tmp),
+            # The server's own logs (access, model, metrics) stay in the state folder, not in ./logs.
+            "LOG_LOCATION": str(self.state_dir / "logs"),
+            "METRICS_LOCATION": str(self.state_dir / "logs"),
             "PATH": f"{SERVE_PYTHON.parent}:{os.environ.get('PATH', '')}",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
