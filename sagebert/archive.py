@@ -16,6 +16,7 @@ import os
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_CODE = REPO_ROOT / "model_code"
@@ -77,34 +78,34 @@ def archive_members(model_dir: Path, code_dir: Path = MODEL_CODE) -> list[tuple[
     return sorted(members)
 
 
+def write_tar_gz(fileobj: BinaryIO, files: list[tuple[str, bytes]]) -> None:
+    """Deterministic tar.gz: sorted entries, zero times and owners, gzip without name or time.
+
+    The one writer for every archive sagebert makes (model archives, the training code)."""
+    with (
+        gzip.GzipFile(filename="", mode="wb", fileobj=fileobj, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
+    ):
+        for name, data in sorted(files):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+
+
 def build_archive(members: list[tuple[str, Path]], output: Path) -> Path:
     """Write members to output atomically (a failed build leaves any earlier archive untouched)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".model-", suffix=".tar.gz", dir=output.parent)
     try:
-        with (
-            os.fdopen(fd, "wb") as raw,
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
-        ):
-            for name, source in sorted(members):
-                _add_file(tar, name, source)
+        with os.fdopen(fd, "wb") as raw:
+            write_tar_gz(raw, [(name, source.read_bytes()) for name, source in members])
         os.replace(tmp_name, output)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return output
-
-
-def _add_file(tar: tarfile.TarFile, name: str, source: Path) -> None:
-    data = source.read_bytes()
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o644
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    tar.addfile(info, io.BytesIO(data))
 
 
 def main(model_dir: Path | None, output: Path) -> int:

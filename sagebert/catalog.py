@@ -26,19 +26,22 @@ _URI = re.compile(
 )
 
 
-def _sdk() -> tuple[Any, str]:
-    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata probing
+def import_sdk() -> Any:
+    """The sagemaker SDK (v2), imported quietly and without instance-metadata probing."""
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")  # v2 is chosen on purpose (see README)
-    logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
+    for name in ("sagemaker", "sagemaker.config", "sagemaker.image_uris"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     import sagemaker
-    from sagemaker import image_uris
+    import sagemaker.image_uris
 
-    return image_uris, sagemaker.__version__
+    return sagemaker
 
 
 def generate() -> dict[str, Any]:
     """Build the catalog by asking the installed SDK for every region, version and flavour."""
-    image_uris, sdk_version = _sdk()
+    sagemaker = import_sdk()
+    image_uris, sdk_version = sagemaker.image_uris, sagemaker.__version__
     config = image_uris.config_for_framework("huggingface")["inference"]
     entries = []
     for transformers_version in CATALOGUED_TRANSFORMERS:

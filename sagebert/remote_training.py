@@ -10,20 +10,18 @@ CreateTrainingJob request while calling no AWS API at all.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
-import logging
 import os
-import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infra.config import StageConfig, TrainingSettings
-from sagebert.archive import MODEL_CODE, MODEL_FILES, bundled_model_dir
+from sagebert.archive import MODEL_CODE, MODEL_FILES, bundled_model_dir, write_tar_gz
+from sagebert.catalog import import_sdk
 
 ENTRY_POINT = "train.py"
 
@@ -56,37 +54,15 @@ class TrainingPlan:
         return "\n".join(lines)
 
 
-def _sdk() -> Any:
-    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
-    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
-    for name in ("sagemaker", "sagemaker.config", "sagemaker.image_uris"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    import sagemaker
-
-    return sagemaker
-
-
-def _tar_gz(files: list[tuple[str, bytes]]) -> bytes:
-    """Deterministic tar.gz (sorted, zero times and owners): same content, same key in S3."""
-    buffer = io.BytesIO()
-    with (
-        gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0) as gz,
-        tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
-    ):
-        for name, data in sorted(files):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def _join(prefix: str, *parts: str) -> str:
     return "/".join([prefix.rstrip("/"), *parts])
 
 
 def plan_uploads(settings: TrainingSettings, code_dir: Path = MODEL_CODE) -> tuple[Upload, list[Upload], str]:
     """The code archive, the base-model files when base_model is `bundled`, and the model channel URI."""
-    code = _tar_gz([(ENTRY_POINT, (code_dir / ENTRY_POINT).read_bytes())])
+    buffer = io.BytesIO()
+    write_tar_gz(buffer, [(ENTRY_POINT, (code_dir / ENTRY_POINT).read_bytes())])
+    code = buffer.getvalue()
     code_upload = Upload(
         _join(settings.output_path, "code", hashlib.sha256(code).hexdigest()[:16], "sourcedir.tar.gz"), code
     )
@@ -119,7 +95,7 @@ def build_plan(stage: str, config: StageConfig, session: Any, job_name: str | No
             f"stage {stage!r} has no `training:` section in config/{stage}.yaml; add one (see the README's "
             "configuration reference, keys training.*)."
         )
-    _sdk()
+    import_sdk()
     from sagemaker.huggingface import HuggingFace
 
     code_upload, model_uploads, model_uri = plan_uploads(settings)
@@ -159,7 +135,7 @@ def build_plan(stage: str, config: StageConfig, session: Any, job_name: str | No
 
 def recording_session(region: str, *, dry_run: bool) -> Any:
     """A sagemaker Session that records create requests; with dry_run it also never submits them."""
-    sagemaker = _sdk()
+    sagemaker = import_sdk()
     import boto3
 
     class RecordingSession(sagemaker.Session):  # type: ignore[misc, name-defined]
