@@ -225,6 +225,11 @@ def _check_text(text: Any) -> str | None:
         return "a text must be a non-empty string"
     if len(text) > MAX_CHARS:
         return f"a text is {len(text)} characters; at most {MAX_CHARS} are allowed (split it or shorten it)"
+    if not text.isascii():
+        try:  # JSON can escape a lone UTF-16 surrogate ("\ud800"); the tokenizer cannot take it
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            return f"a text holds an unpaired surrogate at character {err.start}; send valid Unicode"
     return None
 
 

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--archive", type=Path, default=Path("build/model.tar.gz"))
     serve.add_argument("--port", type=int, default=8080, help="the front's port; the model server uses the next")
     serve.add_argument("--name", default="sagebert-local", help="endpoint name for /endpoints/{name}/invocations")
+    serve.add_argument("--api-port", type=int, default=3000, help="the local front door's port (0: none)")
 
     bench = commands.add_parser("bench", help="stock handler vs sagebert runtimes, side by side (make bench)")
     bench.add_argument("--threads", type=int, default=2, help="threads for every contender (default 2)")
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from sagebert import serve as serve_module
 
-            return serve_module.main(args.archive, args.port, args.name)
+            return serve_module.main(args.archive, args.port, args.name, args.api_port)
         if args.command == "bench":
             from sagebert import bench as bench_module
 

@@ -269,7 +269,9 @@ def _front_handler(endpoint: LocalEndpoint) -> type[BaseHTTPRequestHandler]:
     return Front
 
 
-def main(archive: Path, port: int, name: str) -> int:
+def main(archive: Path, port: int, name: str, api_port: int = 3000) -> int:
+    from sagebert.local_api import PREDICT, LocalApi
+
     endpoint = LocalEndpoint(archive, port=port, name=name)
     print(f"starting {archive} on the Hugging Face inference toolkit + multi-model-server ...", flush=True)
     try:
@@ -280,9 +282,26 @@ def main(archive: Path, port: int, name: str) -> int:
     print(
         f"ready: {endpoint.url}/ping, POST {endpoint.url}/invocations, "
         f"POST {endpoint.url}/endpoints/{name}/invocations (boto3: endpoint_url={endpoint.url}); "
-        f"log {endpoint.log_path}. Ctrl-C stops it.",
+        f"log {endpoint.log_path}.",
         flush=True,
     )
+    api = None
+    if api_port:
+        api_log = endpoint.state_dir / "api.log"
+        api = LocalApi(port=api_port, endpoint_url=endpoint.url, endpoint_name=name, log_path=api_log)
+        try:
+            api.start()
+        except RuntimeError as err:
+            endpoint.stop()
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(
+            f"front door: POST {api.url}{PREDICT} (the Lambda handler behind an API Gateway emulation; "
+            f"its JSON logs in {api.log_path}), e.g.\n  curl -s {api.url}{PREDICT} "
+            """-H 'Content-Type: application/json' -d '{"inputs": "I loved it"}'""",
+            flush=True,
+        )
+    print("Ctrl-C stops everything.", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:
@@ -290,6 +309,8 @@ def main(archive: Path, port: int, name: str) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if api is not None:
+            api.stop()
         endpoint.stop()
         print("stopped; no server process left.")
     return 0

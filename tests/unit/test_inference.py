@@ -146,6 +146,7 @@ def test_plain_encoder_gives_meaningful_embeddings() -> None:
         (b'{"inputs": ""}', JSON, "inputs: a text must be a non-empty string"),
         (b'{"inputs": []}', JSON, "non-empty list"),
         (b'{"inputs": ["ok", 2]}', JSON, "inputs[1]: a text must be a non-empty string"),
+        (b'{"inputs": "bad \\ud800 text"}', JSON, "inputs: a text holds an unpaired surrogate at character 4"),
         (json.dumps({"inputs": ["a"] * 65}).encode(), JSON, "65 texts in one request; at most 64"),
         (json.dumps({"inputs": "a" * 10_001}).encode(), JSON, "10001 characters; at most 10000"),
         (b'{"inputs": "x", "parameters": {"temperature": 1}}', JSON, "unknown parameters ['temperature']"),

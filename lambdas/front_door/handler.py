@@ -1,0 +1,51 @@
+"""Lambda entry point of the front door: Powertools logger, tracer and metrics around `proxy.handle`.
+
+Init (once per container) reads the settings and builds one sagemaker-runtime client with
+timeouts and standard retries that fit API Gateway's 29 s. Logs carry the request ID, status,
+sizes and latencies; never a request or response body (the tracer does not capture responses).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+from .contract import ApiError
+from .proxy import handle
+from .settings import Settings
+
+settings = Settings.from_env()
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+client = boto3.client("sagemaker-runtime", config=Config(**settings.client_config()))
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+@event_source(data_class=APIGatewayProxyEvent)
+def lambda_handler(event: APIGatewayProxyEvent, context: LambdaContext) -> dict[str, Any]:
+    try:
+        outcome = handle(event, client, settings)
+    except Exception:  # a fault of ours: answer 500 with the request ID, log the traceback, no body
+        logger.exception("front door fault")
+        error = ApiError("InternalError", "the front door failed; quote the request ID when reporting it.")
+        request_id = event.request_context.request_id or "-"
+        body = {"code": error.kind.code, "message": error.message, "requestId": request_id}
+        metrics.add_metric(name="Status5xx", unit=MetricUnit.Count, value=1)
+        return {"statusCode": 500, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
+    facts = outcome.facts
+    metrics.add_metric(name=f"Status{outcome.status // 100}xx", unit=MetricUnit.Count, value=1)
+    if outcome.status == 200:
+        metrics.add_metric(name="Texts", unit=MetricUnit.Count, value=facts.get("texts", 0))
+        metrics.add_metric(name="ModelLatency", unit=MetricUnit.Milliseconds, value=facts.get("model_ms", 0.0))
+    logger.info("answered", extra=facts)
+    return outcome.response()
