@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("config-reference", help="print the config reference (Markdown) from the schema")
 
+    openapi = commands.add_parser("openapi", help="write docs/openapi.json from the front door's contract")
+    openapi.add_argument("--check", action="store_true", help="only compare; exit 1 when it is stale")
+
     report = commands.add_parser("report", help="cfn-lint every synthesized template, print a per-stage summary")
     report.add_argument("--outdir", type=Path, default=Path("cdk.out"))
 
@@ -102,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
 
             print(render(), end="")
             return 0
+        if args.command == "openapi":
+            from sagebert import openapi as openapi_module
+
+            return openapi_module.main(args.check)
         from sagebert import synth_report
 
         return synth_report.main(args.outdir)

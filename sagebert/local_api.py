@@ -110,6 +110,9 @@ def _handler_class(invoke: Any) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             path = self.path.split("?")[0].removeprefix(f"/{STAGE}")
             if length > API_GATEWAY_MAX_BODY:
+                for _ in range(0, length, 1 << 20):  # drain it, so the client reads the answer
+                    self.rfile.read(min(1 << 20, length))
+                    length -= 1 << 20
                 self.close_connection = True
                 self._send(413, _gateway_error(413, "PayloadTooLarge", "Request Too Long"), {})
                 return

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import random
-import socket
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -16,53 +11,13 @@ import pytest
 from botocore.config import Config
 
 from sagebert.serve import LocalEndpoint
+from tests.integration.conftest import NAME
 
 pytestmark = pytest.mark.server
-NAME = "sagebert-test"
-
-
-def free_port() -> int:
-    # Three consecutive free ports: the front, the model server's inference and management ports.
-    # Below 32768: multi-model-server 1.1.11 calls higher ports "Invalid port number".
-    for port in random.Random(os.getpid()).sample(range(20000, 32000, 3), 200):
-        if all(_free(port + i) for i in (0, 1, 2)):
-            return port
-    raise RuntimeError("no three consecutive free ports on 127.0.0.1")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-@pytest.fixture(scope="module")
-def endpoint(default_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEndpoint]:
-    server = LocalEndpoint(
-        default_artifact,
-        port=free_port(),
-        name=NAME,
-        state_dir=tmp_path_factory.mktemp("serve"),
-        environment={"SAGEMAKER_MODEL_SERVER_WORKERS": "1"},
-    )
-    with server:
-        yield server
-    # Stopping leaves nothing behind: the whole process group is gone.
-    assert server.process is None
-    with pytest.raises(ProcessLookupError):
-        os.killpg(server_pid[0], 0)
-
-
-server_pid: list[int] = []
 
 
 @pytest.fixture(scope="module")
 def runtime(endpoint: LocalEndpoint) -> Any:
-    assert endpoint.process is not None
-    server_pid.append(endpoint.process.pid)
     return boto3.client(
         "sagemaker-runtime",
         endpoint_url=endpoint.url,
