@@ -7,7 +7,7 @@ acknowledged on the construct it concerns, with a reason specific to that constr
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, App, Validations
+from aws_cdk import Acknowledgment, App, Stack, Token, Validations
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 from constructs import IConstruct
 
@@ -19,3 +19,10 @@ def add_compliance_checks(app: App) -> None:
 def acknowledge(scope: IConstruct, rule_id: str, reason: str) -> None:
     """Accept one finding on one construct (and its children), for the reason given."""
     Validations.of(scope).acknowledge(Acknowledgment(id=rule_id, reason=reason))
+
+
+def nag_partition(scope: IConstruct) -> str:
+    """The partition as cdk-nag spells it in finding ids: a literal when the stack knows it, else the
+    <AWS::Partition> placeholder."""
+    partition = Stack.of(scope).partition
+    return "<AWS::Partition>" if Token.is_unresolved(partition) else partition

@@ -9,6 +9,7 @@ stage's name.
 
 from __future__ import annotations
 
+import math
 import re
 import types
 import typing
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from infra import image_catalog
 
@@ -42,6 +43,31 @@ INSTANCE_SIZES = (
     "48xlarge",
 )
 INSTANCE_TYPE = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>[a-z0-9]+)$")
+VARIANT_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+
+# API Gateway REST integrations time out after 29 s
+# (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html); the front-door Lambda's
+# worst case (every attempt connecting and reading to its timeout, plus 1 s of its own work) must end
+# before that, with a second to spare for API Gateway to turn a Lambda timeout into our 504.
+API_INTEGRATION_TIMEOUT_S = 29
+LAMBDA_BUDGET_S = API_INTEGRATION_TIMEOUT_S - 1
+# InvokeEndpoint accepts at most 6 MB of payload
+# (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html).
+INVOKE_ENDPOINT_MAX_BYTES = 6_000_000
+# The retention periods CloudWatch Logs accepts (PutRetentionPolicy's retentionInDays).
+LogRetentionDays = Literal[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653
+]
+LOG_RETENTION_DAYS: tuple[int, ...] = get_args(LogRetentionDays)
+COGNITO_USER_POOL_ARN = re.compile(
+    r"^arn:aws[-a-z]*:cognito-idp:[a-z]{2}(-[a-z]+)+-\d:\d{12}:userpool/[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]+$"
+)
+# A browser origin: scheme, host and optional port; no path. https only, except a local development
+# server on http://localhost or http://127.0.0.1.
+CORS_ORIGIN = re.compile(
+    r"^(https://[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"|http://(localhost|127\.0\.0\.1))(:\d{1,5})?$"
+)
 
 
 class ConfigError(Exception):
@@ -154,7 +180,7 @@ class EndpointSettings(_Strict):
     instance_count: int = Field(1, ge=1, le=20, description="Instances behind the variant (production needs >= 2).")
     variant_name: str = Field(
         "AllTraffic",
-        pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$",
+        pattern=VARIANT_NAME,
         description="Production variant name. Keep it stable: deployment guardrails need the same name across updates.",
     )
 
@@ -217,6 +243,178 @@ class TrainingSettings(_Strict):
     )
 
 
+class QuotaSettings(_Strict):
+    """A usage-plan quota: requests per API key per period."""
+
+    limit: int = Field(
+        gt=0,
+        description="Requests each API key may make per period (usage-plan quota). The quota section is optional "
+        "and allowed only with api.auth: api_key.",
+    )
+    period: Literal["DAY", "WEEK", "MONTH"] = Field(description="The period the quota counts over.")
+
+
+class WafSettings(_Strict):
+    """A regional AWS WAF web ACL in front of the API stage."""
+
+    rate_limit: int = Field(
+        2000,
+        ge=10,
+        le=2_000_000_000,
+        description="With the api.waf section present, a regional WAFv2 web ACL guards the stage (AWS managed "
+        "common and known-bad-inputs rule sets, plus this rate-based rule): requests per 5 minutes per client IP "
+        "before WAF blocks that IP. Absent: no web ACL.",
+    )
+
+
+class ApiSettings(_Strict):
+    """The API front door: a regional API Gateway REST API and a Lambda that calls the endpoint."""
+
+    auth: Literal["iam", "api_key", "cognito"] = Field(
+        "iam",
+        description="How callers authenticate: iam (SigV4-signed requests, allowed by IAM policy), api_key "
+        "(x-api-key header; an API key and usage plan are created) or cognito (a Cognito user pool JWT in the "
+        "Authorization header).",
+    )
+    cognito_user_pool_arn: str | None = Field(
+        None,
+        description="ARN of the Cognito user pool whose tokens are accepted; required with auth: cognito, "
+        "refused otherwise.",
+    )
+    throttle_rate_limit: float = Field(
+        50,
+        gt=0,
+        description="Stage-wide steady-state request rate (requests per second) before API Gateway answers 429; "
+        "with auth: api_key also each key's rate in the usage plan.",
+    )
+    throttle_burst_limit: int = Field(
+        100,
+        ge=1,
+        description="Stage-wide burst (requests) API Gateway admits above the steady rate; with auth: api_key "
+        "also each key's burst in the usage plan.",
+    )
+    quota: QuotaSettings | None = Field(
+        None, description="Usage-plan quota per API key (auth: api_key only; absent: no quota)."
+    )
+    waf: WafSettings | None = Field(None, description="A regional WAFv2 web ACL on the stage (absent: none).")
+    cors_allow_origins: list[str] = Field(
+        [],
+        description="Browser origins allowed to call the API (CORS), each https://host[:port] or "
+        "http://localhost[:port]; '*' (any origin) is refused in production. Empty: no CORS (no preflight, no "
+        "CORS headers).",
+    )
+    read_timeout_s: float = Field(
+        8,
+        gt=0,
+        description="The Lambda's sagemaker-runtime client: seconds to wait for the endpoint's answer.",
+    )
+    connect_timeout_s: float = Field(
+        2,
+        gt=0,
+        description="The Lambda's sagemaker-runtime client: seconds to wait for a connection.",
+    )
+    max_attempts: int = Field(
+        2,
+        ge=1,
+        le=3,
+        description="The Lambda's sagemaker-runtime client: attempts per request, the first included. "
+        "max_attempts * (connect_timeout_s + read_timeout_s) + 1 must be at most 28 s (API Gateway gives up "
+        "after 29 s); the Lambda's timeout is that worst case, rounded up.",
+    )
+    max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        le=INVOKE_ENDPOINT_MAX_BYTES,
+        description="Largest request body (bytes) the Lambda forwards; at most 6000000 (InvokeEndpoint's 6 MB "
+        "payload limit).",
+    )
+    reserved_concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="Reserved concurrent executions of the Lambda: caps concurrent calls to the endpoint and "
+        "keeps that capacity for the API (null: the account's unreserved pool, bounded by the stage throttle).",
+    )
+    memory_mb: int = Field(512, ge=128, le=10240, description="Lambda memory (MB); CPU scales with it.")
+    target_variant: str | None = Field(
+        None,
+        pattern=VARIANT_NAME,
+        description="Production variant every request is sent to (TargetVariant); must be endpoint.variant_name "
+        "(null: SageMaker spreads requests by variant weight).",
+    )
+    log_retention_days: LogRetentionDays = Field(
+        90,
+        description="Days CloudWatch keeps the API's access logs and the Lambda's logs (a value CloudWatch "
+        "Logs accepts).",
+    )
+    account_cloudwatch_role: bool = Field(
+        True,
+        description="Create API Gateway's account-level CloudWatch Logs role, which execution logging needs. "
+        "It is one setting per account and region, shared by every API there: set false if the account already "
+        "has one (another stack or stage manages it).",
+    )
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for index, origin in enumerate(origins):
+            if origin != "*" and not CORS_ORIGIN.match(origin):
+                raise ValueError(
+                    f"api.cors_allow_origins[{index}] = {origin!r} is not a browser origin; use "
+                    "https://host[:port] (no path, no trailing slash), http://localhost[:port] for local "
+                    "development, or '*' for any origin (not in production)."
+                )
+        if "*" in origins and len(origins) > 1:
+            raise ValueError(
+                f"api.cors_allow_origins = {origins!r}: '*' already allows every origin; use it alone or list "
+                "the origins without it."
+            )
+        if len(set(origins)) != len(origins):
+            raise ValueError(f"api.cors_allow_origins = {origins!r} lists an origin twice; list each once.")
+        return origins
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ApiSettings:
+        if self.auth == "cognito" and self.cognito_user_pool_arn is None:
+            raise ValueError(
+                "api.auth = cognito without api.cognito_user_pool_arn; name the user pool whose tokens the API "
+                "accepts, e.g. arn:aws:cognito-idp:eu-west-1:111122223333:userpool/eu-west-1_AbCdEf123."
+            )
+        if self.auth != "cognito" and self.cognito_user_pool_arn is not None:
+            raise ValueError(
+                f"api.cognito_user_pool_arn is set with api.auth = {self.auth}; a user pool is only used with "
+                "auth: cognito. Remove api.cognito_user_pool_arn or set api.auth: cognito."
+            )
+        if self.cognito_user_pool_arn is not None and not COGNITO_USER_POOL_ARN.match(self.cognito_user_pool_arn):
+            raise ValueError(
+                f"api.cognito_user_pool_arn = {self.cognito_user_pool_arn!r} is not a Cognito user pool ARN; "
+                "expected arn:aws:cognito-idp:<region>:<12-digit account>:userpool/<region>_<id>."
+            )
+        if self.quota is not None and self.auth != "api_key":
+            raise ValueError(
+                f"api.quota is set with api.auth = {self.auth}; a usage-plan quota is counted per API key, so it "
+                "needs api.auth: api_key. Remove api.quota or set api.auth: api_key."
+            )
+        worst = self.worst_case_s
+        if worst > LAMBDA_BUDGET_S:
+            raise ValueError(
+                f"api: max_attempts * (connect_timeout_s + read_timeout_s) + 1 = {self.max_attempts} * "
+                f"({self.connect_timeout_s:g} + {self.read_timeout_s:g}) + 1 = {worst:g} s, over {LAMBDA_BUDGET_S} s: "
+                f"API Gateway ends the request after {API_INTEGRATION_TIMEOUT_S} s, so later attempts would "
+                "never be answered. Lower api.read_timeout_s, api.connect_timeout_s or api.max_attempts."
+            )
+        return self
+
+    @property
+    def worst_case_s(self) -> float:
+        """Every attempt connecting and reading to its timeout, plus 1 s of the Lambda's own work."""
+        return self.max_attempts * (self.connect_timeout_s + self.read_timeout_s) + 1
+
+    @property
+    def lambda_timeout_s(self) -> int:
+        """The Lambda's timeout: the worst case rounded up to whole seconds (at most 28)."""
+        return math.ceil(self.worst_case_s)
+
+
 class StageConfig(_Strict):
     """One environment (stage). The file name is the stage name: config/dev.yaml -> SageBert-dev."""
 
@@ -251,6 +449,7 @@ class StageConfig(_Strict):
     training: TrainingSettings | None = Field(
         None, description="Remote fine-tuning for this stage (absent: no remote training)."
     )
+    api: ApiSettings | None = Field(None, description="The API front door for the endpoint (absent: no API stack).")
     tags: dict[str, str] = Field(default_factory=dict, description="Tags added to every resource of the stage.")
 
     @model_validator(mode="after")
@@ -278,6 +477,21 @@ class StageConfig(_Strict):
                     "start-up would depend on the Hugging Face Hub. Package the model (source: "
                     "bundled or s3), or set model.allow_download_in_production: true."
                 )
+            if self.api is not None and "*" in self.api.cors_allow_origins:
+                raise ValueError(
+                    "api.cors_allow_origins = ['*'] with production: true; a production API lists the origins "
+                    "that may call it from a browser. Name them, e.g. ['https://app.example.com']."
+                )
+        if (
+            self.api is not None
+            and self.api.target_variant is not None
+            and self.api.target_variant != self.endpoint.variant_name
+        ):
+            raise ValueError(
+                f"api.target_variant = {self.api.target_variant!r} but the endpoint's only production variant is "
+                f"endpoint.variant_name = {self.endpoint.variant_name!r}; InvokeEndpoint would fail for every "
+                f"request. Set api.target_variant: {self.endpoint.variant_name} or remove it."
+            )
         return self
 
 

@@ -11,8 +11,9 @@ from constructs import Construct
 
 from infra import image_catalog
 from infra.artifact_store import ArtifactStore
-from infra.config import StageConfig
+from infra.config import ApiSettings, StageConfig
 from infra.hugging_face_model import HuggingFaceModel
+from infra.inference_api import InferenceApi
 from infra.realtime_endpoint import RealtimeEndpoint
 
 
@@ -52,3 +53,32 @@ class ServingStack(Stack):
             self, "Endpoint", settings=config.endpoint, model_name=self.model.model_name, key=key
         )
         CfnOutput(self, "EndpointName", value=self.endpoint.endpoint_name)
+
+
+class ApiStack(Stack):
+    """The API front door (API Gateway + Lambda) for the serving stack's endpoint."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        settings: ApiSettings,
+        production: bool,
+        endpoint: RealtimeEndpoint,
+        key: kms.IKey,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, id_, **kwargs)
+        self.front_door = InferenceApi(
+            self, "FrontDoor", settings=settings, endpoint=endpoint, production=production, key=key
+        )
+        CfnOutput(self, "ApiUrl", value=self.front_door.url, description="POST a predict request here")
+        CfnOutput(self, "HealthUrl", value=self.front_door.health_url, description='GET: 200 {"status": "ok"}')
+        if self.front_door.api_key is not None:
+            CfnOutput(
+                self,
+                "ApiKeyId",
+                value=self.front_door.api_key.key_id,
+                description="aws apigateway get-api-key --include-value --api-key <this id> prints the key",
+            )

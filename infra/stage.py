@@ -9,13 +9,14 @@ from aws_cdk import Environment, Stage, Tags
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.stacks import ServingStack, StorageStack
+from infra.stacks import ApiStack, ServingStack, StorageStack
 
 STAGE_PREFIX = "SageBert-"
 
 
 class SageBertStage(Stage):
-    """Composes the stage's stacks: Storage (stateful) and Serving (model + endpoint)."""
+    """Composes the stage's stacks: Storage (stateful), Serving (model + endpoint) and, when the
+    config has an `api` section, Api (the front door)."""
 
     def __init__(self, scope: Construct, name: str, *, config: StageConfig, base_dir: Path, **kwargs: Any) -> None:
         env = None
@@ -34,6 +35,17 @@ class SageBertStage(Stage):
             base_dir=base_dir,
             description=f"sagebert {name}: Hugging Face model and real-time endpoint",
         )
+        self.api: ApiStack | None = None
+        if config.api is not None:
+            self.api = ApiStack(
+                self,
+                "Api",
+                settings=config.api,
+                production=config.production,
+                endpoint=self.serving.endpoint,
+                key=self.storage.store.key,
+                description=f"sagebert {name}: API front door (API Gateway + Lambda) for the endpoint",
+            )
         Tags.of(self).add("sagebert:stage", name)
         for key, value in sorted(config.tags.items()):
             Tags.of(self).add(key, value)

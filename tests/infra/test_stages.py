@@ -12,8 +12,9 @@ from aws_cdk import App, Stack, Stage
 from aws_cdk import aws_s3 as s3
 from aws_cdk.cx_api import CloudAssembly
 
-from app import build_app, feature_flags
+from app import ROOT, build_app, feature_flags
 from infra.compliance import add_compliance_checks
+from infra.config import load_all
 from sagebert import synth_report
 
 
@@ -36,8 +37,10 @@ def resources(template: dict[str, Any], resource_type: str) -> Iterator[dict[str
 def test_one_stage_per_config_file(assembly: CloudAssembly) -> None:
     stages = sorted(a.id for a in assembly.nested_assemblies)  # type: ignore[attr-defined]
     assert stages == ["assembly-SageBert-dev", "assembly-SageBert-prod", "assembly-SageBert-staging"]
+    configs = load_all(ROOT / "config")
     for stage in ("dev", "staging", "prod"):
-        assert set(templates(assembly, stage)) == {"Storage", "Serving"}
+        expected = {"Storage", "Serving"} | ({"Api"} if configs[stage].api is not None else set())
+        assert set(templates(assembly, stage)) == expected
 
 
 def test_stage_invariants(assembly: CloudAssembly) -> None:
@@ -61,6 +64,10 @@ def test_no_physical_names_on_replaceable_resources(assembly: CloudAssembly) -> 
         "AWS::SageMaker::Endpoint": "EndpointName",
         "AWS::IAM::Role": "RoleName",
         "AWS::S3::Bucket": "BucketName",
+        "AWS::Lambda::Function": "FunctionName",
+        "AWS::ApiGateway::ApiKey": "Name",
+        "AWS::ApiGateway::UsagePlan": "UsagePlanName",
+        "AWS::WAFv2::WebACL": "Name",
     }
     for stage in ("dev", "staging", "prod"):
         for template in templates(assembly, stage).values():
@@ -72,7 +79,8 @@ def test_no_physical_names_on_replaceable_resources(assembly: CloudAssembly) -> 
 def test_cfn_lint_finds_nothing(assembly: CloudAssembly) -> None:
     files = [Path(assembly.directory) / f"assembly-SageBert-{s}" for s in ("dev", "staging", "prod")]
     template_files = sorted(p for folder in files for p in folder.glob("*.template.json"))
-    assert len(template_files) == 6
+    stacks = sum(len(templates(assembly, s)) for s in ("dev", "staging", "prod"))
+    assert len(template_files) == stacks == 9  # Storage, Serving and Api in each stage
     assert synth_report.run_cfn_lint(template_files) == 0
 
 
@@ -126,3 +134,65 @@ def test_pinned_environment_and_other_sources_pass_the_gates(default_artifact: P
     assert "Mappings" not in eu
     (hub_model,) = resources(templates(assembly, "hub")["Serving"], "AWS::SageMaker::Model")
     assert hub_model["Properties"]["PrimaryContainer"]["Environment"]["HF_TASK"] == "text-classification"
+
+
+def test_api_stages_keep_their_front_door_invariants(assembly: CloudAssembly) -> None:
+    # dev: API keys with a quota; staging: IAM; prod: IAM behind a WAF web ACL, concurrency reserved.
+    dev = templates(assembly, "dev")["Api"]
+    (plan,) = resources(dev, "AWS::ApiGateway::UsagePlan")
+    assert plan["Properties"]["Quota"] == {"Limit": 10000, "Period": "DAY"}
+    assert {
+        m["Properties"]["ApiKeyRequired"]
+        for m in resources(dev, "AWS::ApiGateway::Method")
+        if m["Properties"]["HttpMethod"] != "OPTIONS"
+    } == {True}
+    for stage in ("staging", "prod"):
+        api = templates(assembly, stage)["Api"]
+        assert {m["Properties"]["AuthorizationType"] for m in resources(api, "AWS::ApiGateway::Method")} == {"AWS_IAM"}
+        assert not list(resources(api, "AWS::ApiGateway::UsagePlan"))
+    assert not list(resources(templates(assembly, "staging")["Api"], "AWS::WAFv2::WebACL"))
+    prod = templates(assembly, "prod")["Api"]
+    (association,) = resources(prod, "AWS::WAFv2::WebACLAssociation")
+    assert "/stages/" in json.dumps(association["Properties"]["ResourceArn"])
+    (function,) = resources(prod, "AWS::Lambda::Function")
+    assert function["Properties"]["ReservedConcurrentExecutions"] == 50
+    for stage in ("dev", "staging", "prod"):
+        api = templates(assembly, stage)["Api"]
+        assert set(api["Outputs"]) >= {"ApiUrl", "HealthUrl"}
+        (stage_resource,) = resources(api, "AWS::ApiGateway::Stage")
+        assert stage_resource["Properties"]["TracingEnabled"] is True
+        (function,) = resources(api, "AWS::Lambda::Function")
+        assert function["Properties"]["Timeout"] <= 28
+
+
+def test_every_api_option_passes_the_gates(default_artifact: Path, tmp_path: Path) -> None:
+    # Given stages that use the other auth modes, CORS with several origins, WAF without production,
+    # a pinned environment and no account-level CloudWatch role,
+    # when the app is synthesized, then no nag finding is left unacknowledged and cfn-lint is clean.
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (config_dir / "cognito.yaml").write_text(
+        "account: '111122223333'\nregion: eu-west-1\n"
+        "api:\n"
+        "  auth: cognito\n"
+        "  cognito_user_pool_arn: arn:aws:cognito-idp:eu-west-1:111122223333:userpool/eu-west-1_AbCdEf123\n"
+        "  cors_allow_origins: [https://app.example.com, http://localhost:3000]\n"
+        "  waf: {rate_limit: 100}\n"
+        "  reserved_concurrency: 5\n"
+        "  account_cloudwatch_role: false\n",
+        encoding="utf-8",
+    )
+    (config_dir / "keys.yaml").write_text(
+        "api: {auth: api_key, cors_allow_origins: ['*'], target_variant: AllTraffic}\n", encoding="utf-8"
+    )
+    out = tmp_path / "out"
+    assembly = build_app(config_dir=config_dir, outdir=str(out)).synth()
+    assert synth_report.nag_failures(out) == []
+    cognito = templates(assembly, "cognito")
+    assert set(cognito) == {"Storage", "Serving", "Api"}
+    assert not list(resources(cognito["Api"], "AWS::ApiGateway::Account"))
+    (authorizer,) = resources(cognito["Api"], "AWS::ApiGateway::Authorizer")
+    assert authorizer["Properties"]["Type"] == "COGNITO_USER_POOLS"
+    template_files = sorted(out.glob("assembly-SageBert-*/*.template.json"))
+    assert len(template_files) == 6
+    assert synth_report.run_cfn_lint(template_files) == 0

@@ -97,6 +97,89 @@ def test_bad_values_are_named(tmp_path: Path, text: str, expected: list[str]) ->
         assert fragment in message, f"{fragment!r} not in:\n{message}"
 
 
+POOL = "arn:aws:cognito-idp:eu-west-1:111122223333:userpool/eu-west-1_AbCdEf123"
+
+
+def test_api_section_defaults_and_committed_front_doors(repo_root: Path, tmp_path: Path) -> None:
+    assert load_stage_config(write(tmp_path, "")).api is None  # absent: no API stack
+    api = load_stage_config(write(tmp_path, "api: {}")).api
+    assert api is not None
+    assert (api.auth, api.throttle_rate_limit, api.throttle_burst_limit) == ("iam", 50, 100)
+    assert (api.read_timeout_s, api.connect_timeout_s, api.max_attempts) == (8, 2, 2)
+    assert api.lambda_timeout_s == 21  # ceil(2 * (2 + 8) + 1)
+    assert (api.max_body_bytes, api.memory_mb, api.log_retention_days) == (1_048_576, 512, 90)
+    assert api.account_cloudwatch_role and api.quota is None and api.waf is None and api.cors_allow_origins == []
+    stages = load_all(repo_root / "config")
+    dev, staging, prod = (stages[name].api for name in ("dev", "staging", "prod"))
+    assert dev is not None and dev.auth == "api_key" and dev.quota is not None
+    assert staging is not None and staging.auth == "iam"
+    assert prod is not None and prod.auth == "iam" and prod.waf is not None
+
+
+def test_api_options_that_fit_are_accepted(tmp_path: Path) -> None:
+    config = load_stage_config(
+        write(
+            tmp_path,
+            f"api: {{auth: cognito, cognito_user_pool_arn: '{POOL}', max_attempts: 3, connect_timeout_s: 1, "
+            "read_timeout_s: 8, cors_allow_origins: ['https://app.example.com:8443', 'http://localhost:3000'], "
+            "waf: {}, target_variant: AllTraffic, reserved_concurrency: 10, log_retention_days: 365}",
+        )
+    )
+    assert config.api is not None
+    assert config.api.worst_case_s == 28 and config.api.lambda_timeout_s == 28
+    assert config.api.waf is not None and config.api.waf.rate_limit == 2000
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("api: {auth: oauth}", ["api.auth", "'oauth'", "'iam', 'api_key' or 'cognito'"]),
+        ("api: {auth: cognito}", ["api.auth = cognito without api.cognito_user_pool_arn"]),
+        (f"api: {{auth: iam, cognito_user_pool_arn: '{POOL}'}}", ["api.cognito_user_pool_arn is set", "auth = iam"]),
+        (
+            "api: {auth: cognito, cognito_user_pool_arn: 'arn:aws:iam::111122223333:role/x'}",
+            ["api.cognito_user_pool_arn = 'arn:aws:iam::111122223333:role/x'", "userpool/"],
+        ),
+        ("api: {quota: {limit: 10, period: DAY}}", ["api.quota is set with api.auth = iam", "api_key"]),
+        ("api: {auth: api_key, quota: {limit: 0, period: DAY}}", ["api.quota.limit", "greater than 0"]),
+        ("api: {auth: api_key, quota: {limit: 5, period: YEAR}}", ["api.quota.period", "'YEAR'", "'MONTH'"]),
+        ("api: {throttle_rate_limit: 0}", ["api.throttle_rate_limit", "greater than 0"]),
+        ("api: {throttle_burst_limit: 0}", ["api.throttle_burst_limit", "greater than or equal to 1"]),
+        ("api: {waf: {rate_limit: 5}}", ["api.waf.rate_limit", "greater than or equal to 10"]),
+        ("api: {waf: {limit: 100}}", ["api.waf.limit", "unknown key", "rate_limit"]),
+        ("api: {cors_allow_origins: [example.com]}", ["api.cors_allow_origins[0] = 'example.com'", "https://"]),
+        (
+            "api: {cors_allow_origins: ['https://ok.example.com', 'https://x.example.com/app']}",
+            ["api.cors_allow_origins[1]", "no path"],
+        ),
+        ("api: {cors_allow_origins: ['http://app.example.com']}", ["api.cors_allow_origins[0]", "https://"]),
+        ("api: {cors_allow_origins: ['*', 'https://a.example.com']}", ["'*' already allows every origin"]),
+        (
+            "production: true\nendpoint: {instance_count: 2}\napi: {cors_allow_origins: ['*']}",
+            ["api.cors_allow_origins = ['*'] with production: true"],
+        ),
+        (
+            "api: {max_attempts: 3, connect_timeout_s: 2, read_timeout_s: 10}",
+            ["3 * (2 + 10) + 1 = 37 s, over 28 s", "29 s", "api.read_timeout_s"],
+        ),
+        ("api: {max_attempts: 4}", ["api.max_attempts", "less than or equal to 3"]),
+        ("api: {read_timeout_s: 0}", ["api.read_timeout_s", "greater than 0"]),
+        ("api: {max_body_bytes: 7000000}", ["api.max_body_bytes", "6000000", "6 MB"]),
+        ("api: {max_body_bytes: 100}", ["api.max_body_bytes", "greater than or equal to 1024"]),
+        ("api: {memory_mb: 64}", ["api.memory_mb", "greater than or equal to 128"]),
+        ("api: {reserved_concurrency: 0}", ["api.reserved_concurrency", "greater than or equal to 1"]),
+        ("api: {log_retention_days: 42}", ["api.log_retention_days = 42", "30", "3653"]),
+        ("api: {target_variant: 'bad name!'}", ["api.target_variant", "'bad name!'"]),
+        ("api: {target_variant: Canary}", ["api.target_variant = 'Canary'", "endpoint.variant_name = 'AllTraffic'"]),
+        ("api: {stage_name: v2}", ["api.stage_name", "unknown key", "allowed keys here: auth"]),
+    ],
+)
+def test_bad_api_settings_are_named(tmp_path: Path, text: str, expected: list[str]) -> None:
+    message = error_for(tmp_path, text)
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} not in:\n{message}"
+
+
 def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
     message = error_for(tmp_path, "endpoint: {instance_count: 0, variant_name: 'bad name!'}\nfoo: 1")
     assert "endpoint.instance_count" in message

@@ -1,0 +1,436 @@
+"""InferenceApi in a bare stack: auth, validation, stage settings, logs, the Lambda, IAM, WAF, CORS."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App, Environment, Stack
+from aws_cdk import aws_kms as kms
+from aws_cdk.assertions import Annotations, Capture, Match, Template
+
+from app import feature_flags
+from infra.config import LOG_RETENTION_DAYS, ApiSettings, EndpointSettings
+from infra.inference_api import (
+    ACCESS_LOG_FIELDS,
+    GATEWAY_RESPONSES,
+    POWERTOOLS_VERSION,
+    REQUEST_SCHEMA,
+    RETENTION,
+    InferenceApi,
+    SchemaError,
+    to_json_schema,
+)
+from infra.realtime_endpoint import RealtimeEndpoint
+
+POOL_ARN = "arn:aws:cognito-idp:eu-west-1:111122223333:userpool/eu-west-1_AbCdEf123"
+
+
+def build(production: bool = False, region: str | None = None, **settings: Any) -> tuple[Stack, InferenceApi]:
+    env = Environment(account="111122223333", region=region) if region else None
+    stack = Stack(App(context=feature_flags()), "Bare", env=env)
+    key = kms.Key(stack, "Key", enable_key_rotation=True)
+    endpoint = RealtimeEndpoint(stack, "Endpoint", settings=EndpointSettings(), model_name="model-name", key=key)
+    api = InferenceApi(
+        stack,
+        "FrontDoor",
+        settings=ApiSettings.model_validate(settings),
+        endpoint=endpoint,
+        production=production,
+        key=key,
+    )
+    return stack, api
+
+
+def template(**settings: Any) -> Template:
+    return Template.from_stack(build(**settings)[0])
+
+
+def methods(tpl: Template, http_method: str) -> list[dict[str, Any]]:
+    found = tpl.find_resources("AWS::ApiGateway::Method", {"Properties": {"HttpMethod": http_method}})
+    return [resource["Properties"] for resource in found.values()]
+
+
+def only(tpl: Template, resource_type: str) -> dict[str, Any]:
+    found = tpl.find_resources(resource_type)
+    assert len(found) == 1, f"{len(found)} {resource_type}"
+    properties: dict[str, Any] = next(iter(found.values()))["Properties"]
+    return properties
+
+
+# --- auth ---------------------------------------------------------------------------------------
+
+
+def test_iam_auth_on_both_methods() -> None:
+    tpl = template(auth="iam")
+    for verb in ("POST", "GET"):
+        (method,) = methods(tpl, verb)
+        assert method["AuthorizationType"] == "AWS_IAM"
+        assert method["ApiKeyRequired"] is False
+    for resource_type in ("AWS::ApiGateway::UsagePlan", "AWS::ApiGateway::ApiKey", "AWS::ApiGateway::Authorizer"):
+        tpl.resource_count_is(resource_type, 0)
+
+
+def test_api_key_auth_creates_a_key_and_a_usage_plan_with_quota_and_throttle() -> None:
+    tpl = template(
+        auth="api_key",
+        quota={"limit": 5000, "period": "WEEK"},
+        throttle_rate_limit=7,
+        throttle_burst_limit=9,
+    )
+    for verb in ("POST", "GET"):
+        (method,) = methods(tpl, verb)
+        assert method["ApiKeyRequired"] is True
+        assert method["AuthorizationType"] == "NONE"
+    plan = only(tpl, "AWS::ApiGateway::UsagePlan")
+    assert plan["Quota"] == {"Limit": 5000, "Period": "WEEK"}
+    assert plan["Throttle"] == {"RateLimit": 7, "BurstLimit": 9}
+    (stage,) = plan["ApiStages"]
+    assert stage["Stage"]["Ref"].startswith("FrontDoorApiDeploymentStageapi")
+    tpl.resource_count_is("AWS::ApiGateway::ApiKey", 1)
+    key = Capture()
+    tpl.has_resource_properties("AWS::ApiGateway::UsagePlanKey", {"KeyId": {"Ref": key}, "KeyType": "API_KEY"})
+    assert key.as_string().startswith("FrontDoorApiKey")
+
+
+def test_api_key_auth_without_quota_has_no_quota() -> None:
+    assert "Quota" not in only(template(auth="api_key"), "AWS::ApiGateway::UsagePlan")
+
+
+def test_cognito_auth_uses_the_pool() -> None:
+    tpl = template(auth="cognito", cognito_user_pool_arn=POOL_ARN)
+    authorizer = only(tpl, "AWS::ApiGateway::Authorizer")
+    assert authorizer["Type"] == "COGNITO_USER_POOLS"
+    assert authorizer["ProviderARNs"] == [POOL_ARN]
+    for verb in ("POST", "GET"):
+        (method,) = methods(tpl, verb)
+        assert method["AuthorizationType"] == "COGNITO_USER_POOLS"
+        assert "Ref" in method["AuthorizerId"]
+
+
+# --- request validation -------------------------------------------------------------------------
+
+
+def test_body_is_validated_against_the_shared_schema() -> None:
+    tpl = template()
+    validator = only(tpl, "AWS::ApiGateway::RequestValidator")
+    assert validator["ValidateRequestBody"] is True
+    assert validator["ValidateRequestParameters"] is True
+    model = only(tpl, "AWS::ApiGateway::Model")
+    assert model["ContentType"] == "application/json"
+    # The model is the file, keyword for keyword: nothing lost in the conversion.
+    schema = json.loads(REQUEST_SCHEMA.read_text(encoding="utf-8"))
+    assert model["Schema"] == schema
+    inputs = model["Schema"]["properties"]["inputs"]["anyOf"]
+    assert inputs[1]["maxItems"] == 64
+    assert inputs[0]["maxLength"] == inputs[1]["items"]["maxLength"] == 10000
+    assert model["Schema"]["additionalProperties"] is False
+    (post,) = methods(tpl, "POST")
+    assert set(post["RequestModels"]) == {"application/json"}
+    assert "Ref" in post["RequestValidatorId"]
+    assert post["Integration"]["Type"] == "AWS_PROXY"
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ({"type": "object", "$ref": "#/definitions/x"}, r"#/\$ref: keyword '\$ref' is not supported"),
+        ({"properties": {"a": {"type": "string", "const": "x"}}}, r"#/properties/a/const"),
+        ({"type": "text"}, r"#/type: unknown type 'text'"),
+        ({"$schema": "http://json-schema.org/draft-07/schema#"}, r"draft 4"),
+        ({"anyOf": [{"type": "string"}, "nope"]}, r"#/anyOf/1: a schema must be a JSON object"),
+    ],
+)
+def test_schema_converter_refuses_what_it_does_not_know(schema: dict[str, Any], message: str) -> None:
+    with pytest.raises(SchemaError, match=message):
+        to_json_schema(schema)
+
+
+# --- stage --------------------------------------------------------------------------------------
+
+
+def test_stage_throttles_traces_and_logs_errors_without_data() -> None:
+    tpl = template(throttle_rate_limit=12.5, throttle_burst_limit=30)
+    rest_api = only(tpl, "AWS::ApiGateway::RestApi")
+    assert rest_api["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+    stage = only(tpl, "AWS::ApiGateway::Stage")
+    assert stage["StageName"] == "api"
+    assert stage["TracingEnabled"] is True
+    assert stage["MethodSettings"] == [
+        {
+            "HttpMethod": "*",
+            "ResourcePath": "/*",
+            "LoggingLevel": "ERROR",
+            "DataTraceEnabled": False,
+            "MetricsEnabled": True,
+            "ThrottlingRateLimit": 12.5,
+            "ThrottlingBurstLimit": 30,
+        }
+    ]
+    # Execution logging needs the account-level CloudWatch role.
+    tpl.resource_count_is("AWS::ApiGateway::Account", 1)
+    assert template(account_cloudwatch_role=False).find_resources("AWS::ApiGateway::Account") == {}
+
+
+def test_access_log_is_json_without_bodies_in_an_encrypted_log_group() -> None:
+    tpl = template(log_retention_days=30)
+    setting = only(tpl, "AWS::ApiGateway::Stage")["AccessLogSetting"]
+    fields = json.loads(setting["Format"])
+    assert set(fields) == {
+        "requestId",
+        "ip",
+        "caller",
+        "user",
+        "requestTime",
+        "httpMethod",
+        "resourcePath",
+        "status",
+        "protocol",
+        "responseLength",
+        "integrationLatency",
+        "responseLatency",
+        "errorMessage",
+    }
+    assert fields == ACCESS_LOG_FIELDS
+    assert not re.search(r"body|\$input|requestOverride|responseOverride", setting["Format"], re.IGNORECASE)
+    destination = setting["DestinationArn"]["Fn::GetAtt"][0]
+    log_group = tpl.to_json()["Resources"][destination]["Properties"]
+    assert log_group["RetentionInDays"] == 30
+    assert log_group["KmsKeyId"]["Fn::GetAtt"][0].startswith("Key")  # the stage's key
+    # CloudWatch Logs may use the key for this account's log groups.
+    tpl.has_resource_properties(
+        "AWS::KMS::Key",
+        {
+            "KeyPolicy": {
+                "Statement": Match.array_with(
+                    [Match.object_like({"Sid": "CloudWatchLogsEncryption", "Effect": "Allow"})]
+                )
+            }
+        },
+    )
+
+
+def test_every_retention_the_config_allows_maps_to_cdk() -> None:
+    assert set(RETENTION) == set(LOG_RETENTION_DAYS)
+
+
+# --- the Lambda ---------------------------------------------------------------------------------
+
+
+def test_function_runtime_settings_and_environment() -> None:
+    tpl = template(
+        read_timeout_s=5,
+        connect_timeout_s=1.5,
+        max_attempts=3,
+        max_body_bytes=2048,
+        memory_mb=1024,
+        reserved_concurrency=7,
+        cors_allow_origins=["https://app.example.com"],
+        target_variant="AllTraffic",
+    )
+    function = only(tpl, "AWS::Lambda::Function")
+    assert function["Runtime"] == "python3.14"
+    assert function["Architectures"] == ["arm64"]
+    assert function["Handler"] == "front_door.handler.lambda_handler"
+    assert function["TracingConfig"] == {"Mode": "Active"}
+    assert function["MemorySize"] == 1024
+    assert function["ReservedConcurrentExecutions"] == 7
+    assert function["Timeout"] == 21  # ceil(3 * (1.5 + 5) + 1) = ceil(20.5)
+    variables = function["Environment"]["Variables"]
+    assert variables["SAGEBERT_ENDPOINT_NAME"]["Fn::GetAtt"][1] == "EndpointName"
+    assert {k: v for k, v in variables.items() if k != "SAGEBERT_ENDPOINT_NAME"} == {
+        "SAGEBERT_TARGET_VARIANT": "AllTraffic",
+        "SAGEBERT_READ_TIMEOUT_S": "5",
+        "SAGEBERT_CONNECT_TIMEOUT_S": "1.5",
+        "SAGEBERT_MAX_ATTEMPTS": "3",
+        "SAGEBERT_MAX_BODY_BYTES": "2048",
+        "SAGEBERT_CORS_ALLOW_ORIGINS": "https://app.example.com",
+        "POWERTOOLS_SERVICE_NAME": "sagebert-front-door",
+        "POWERTOOLS_METRICS_NAMESPACE": "SageBert",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+    # Its own encrypted log group; the Powertools layer from AWS's public SSM parameter.
+    log_group = tpl.to_json()["Resources"][function["LoggingConfig"]["LogGroup"]["Ref"]]["Properties"]
+    assert "KmsKeyId" in log_group and log_group["RetentionInDays"] == 90
+    (layer,) = function["Layers"]
+    parameter = tpl.to_json()["Parameters"][layer["Ref"]]
+    assert parameter == {
+        "Type": "AWS::SSM::Parameter::Value<String>",
+        "Default": f"/aws/service/powertools/python/arm64/python3.14/{POWERTOOLS_VERSION}",
+    }
+
+
+def test_optional_environment_is_absent_by_default() -> None:
+    function = only(template(), "AWS::Lambda::Function")
+    assert "ReservedConcurrentExecutions" not in function
+    assert function["Timeout"] == 21  # ceil(2 * (2 + 8) + 1)
+    assert not {"SAGEBERT_TARGET_VARIANT", "SAGEBERT_CORS_ALLOW_ORIGINS"} & set(function["Environment"]["Variables"])
+
+
+def test_function_may_invoke_only_this_endpoint() -> None:
+    tpl = template()
+    policy = only(tpl, "AWS::IAM::ManagedPolicy")
+    statements = policy["PolicyDocument"]["Statement"]
+    invoke = [s for s in statements if s["Action"] == "sagemaker:InvokeEndpoint"]
+    assert len(invoke) == 1
+    assert invoke[0]["Resource"]["Ref"].startswith("Endpoint")  # Ref on AWS::SageMaker::Endpoint: its ARN
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not [a for a in actions if "*" in a], "no wildcard actions"
+        if statement["Resource"] == "*":
+            # X-Ray takes no resource-level permissions; nothing else may use "*".
+            assert set(actions) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    assert tpl.find_resources("AWS::IAM::Policy") == {}, "no inline policies (NIST IAMNoInlinePolicy)"
+    function_role = only(tpl, "AWS::Lambda::Function")["Role"]["Fn::GetAtt"][0]
+    role = tpl.to_json()["Resources"][function_role]["Properties"]
+    assert "ManagedPolicyArns" not in role, "no AWS managed policies (AWSLambdaBasicExecutionRole)"
+    assert policy["Roles"] == [{"Ref": function_role}]
+    # API Gateway may invoke the function for POST /v1/predict on this API only.
+    tpl.has_resource_properties(
+        "AWS::Lambda::Permission",
+        {"Principal": "apigateway.amazonaws.com", "SourceArn": Match.any_value()},
+    )
+    tpl.resource_count_is("AWS::Lambda::Permission", 1)
+
+
+# --- WAF ----------------------------------------------------------------------------------------
+
+
+def test_waf_guards_the_stage_and_counts_large_bodies() -> None:
+    tpl = template(waf={"rate_limit": 500})
+    acl = only(tpl, "AWS::WAFv2::WebACL")
+    assert acl["Scope"] == "REGIONAL"
+    assert acl["VisibilityConfig"]["CloudWatchMetricsEnabled"] is True
+    rules = {rule["Name"]: rule for rule in acl["Rules"]}
+    common = rules["AWSManagedRulesCommonRuleSet"]["Statement"]["ManagedRuleGroupStatement"]
+    assert common["RuleActionOverrides"] == [{"Name": "SizeRestrictions_BODY", "ActionToUse": {"Count": {}}}]
+    assert "AWSManagedRulesKnownBadInputsRuleSet" in rules
+    rate = rules["RateLimitPerIp"]
+    assert rate["Statement"]["RateBasedStatement"]["Limit"] == 500
+    assert rate["Statement"]["RateBasedStatement"]["AggregateKeyType"] == "IP"
+    assert rate["Action"] == {"Block": {}}
+    assert all(rule["VisibilityConfig"]["SampledRequestsEnabled"] for rule in acl["Rules"])
+    association = only(tpl, "AWS::WAFv2::WebACLAssociation")
+    assert "/stages/" in json.dumps(association["ResourceArn"])
+    logging = only(tpl, "AWS::WAFv2::LoggingConfiguration")
+    assert {f["SingleHeader"]["Name"] for f in logging["RedactedFields"]} >= {"authorization", "x-api-key"}
+    tpl.has_resource_properties(
+        "AWS::Logs::LogGroup",
+        {"LogGroupName": Match.string_like_regexp("^aws-waf-logs-"), "KmsKeyId": Match.any_value()},
+    )
+
+
+def test_no_waf_without_the_section() -> None:
+    tpl = template()
+    for resource_type in ("AWS::WAFv2::WebACL", "AWS::WAFv2::WebACLAssociation", "AWS::WAFv2::LoggingConfiguration"):
+        tpl.resource_count_is(resource_type, 0)
+
+
+def test_production_without_waf_warns_and_refuses_any_origin() -> None:
+    stack, _ = build(production=True)
+    Annotations.from_stack(stack).has_warning("*", Match.string_like_regexp("without a WAF web ACL"))
+    with pytest.raises(ValueError, match="refused in production"):
+        build(production=True, cors_allow_origins=["*"])
+
+
+# --- gateway responses and CORS -----------------------------------------------------------------
+
+
+def gateway_responses(tpl: Template) -> dict[str, dict[str, Any]]:
+    return {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in tpl.find_resources("AWS::ApiGateway::GatewayResponse").values()
+    }
+
+
+def test_gateway_responses_are_json_with_the_request_id() -> None:
+    responses = gateway_responses(template())
+    assert set(responses) == {name for name, _, _ in GATEWAY_RESPONSES}
+    for name, status, code in GATEWAY_RESPONSES:
+        response = responses[name]
+        assert response.get("StatusCode") == (str(status) if status is not None else None)
+        body = response["ResponseTemplates"]["application/json"]
+        assert f'"code": "{code}"' in body
+        assert '"requestId": "$context.requestId"' in body
+        assert '"message": $context.error.messageString' in body
+        assert response["ResponseParameters"] == {"gatewayresponse.header.Content-Type": "'application/json'"}
+    expected = {
+        "BAD_REQUEST_BODY": ("400", "InvalidBody"),
+        "REQUEST_TOO_LARGE": ("413", "PayloadTooLarge"),
+        "UNSUPPORTED_MEDIA_TYPE": ("415", "UnsupportedMediaType"),
+        "THROTTLED": ("429", "Throttled"),
+        "QUOTA_EXCEEDED": ("429", "QuotaExceeded"),
+        "INTEGRATION_TIMEOUT": ("504", "Timeout"),
+    }
+    for name, (status_code, code) in expected.items():
+        assert responses[name]["StatusCode"] == status_code
+        assert code in responses[name]["ResponseTemplates"]["application/json"]
+    # With the message substituted by a JSON string, the body is JSON.
+    sample = responses["THROTTLED"]["ResponseTemplates"]["application/json"]
+    rendered = sample.replace("$context.error.messageString", '"Too Many Requests"').replace("$context.requestId", "id")
+    assert json.loads(rendered) == {"code": "Throttled", "message": "Too Many Requests", "requestId": "id"}
+
+
+def test_no_cors_without_origins() -> None:
+    tpl = template()
+    assert methods(tpl, "OPTIONS") == []
+    for response in gateway_responses(tpl).values():
+        assert not any("Access-Control" in header for header in response["ResponseParameters"])
+
+
+def test_cors_preflight_and_headers_for_one_origin() -> None:
+    tpl = template(auth="api_key", cors_allow_origins=["https://app.example.com"])
+    options = methods(tpl, "OPTIONS")
+    assert len(options) == 2  # /v1/predict and /v1/health
+    for method in options:
+        # Browsers send preflights without credentials.
+        assert method["AuthorizationType"] == "NONE"
+        assert method["ApiKeyRequired"] is False
+        headers = method["Integration"]["IntegrationResponses"][0]["ResponseParameters"]
+        assert headers["method.response.header.Access-Control-Allow-Origin"] == "'https://app.example.com'"
+    for response in gateway_responses(tpl).values():
+        header = response["ResponseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"]
+        assert header == "'https://app.example.com'"
+    (health,) = methods(tpl, "GET")
+    (answer,) = health["Integration"]["IntegrationResponses"]
+    assert answer["ResponseParameters"] == {
+        "method.response.header.Access-Control-Allow-Origin": "'https://app.example.com'"
+    }
+
+
+def test_cors_for_several_origins_echoes_only_listed_ones() -> None:
+    origins = ["https://a.example.com", "http://localhost:3000"]
+    tpl = template(cors_allow_origins=origins)
+    (health,) = methods(tpl, "GET")
+    template_text = health["Integration"]["IntegrationResponses"][0]["ResponseTemplates"]["application/json"]
+    assert '$origin == "https://a.example.com" || $origin == "http://localhost:3000"' in template_text
+    assert template_text.endswith('{"status": "ok"}')
+    for response in gateway_responses(tpl).values():
+        assert response["ResponseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"] == (
+            "method.request.header.Origin"
+        )
+
+
+def test_health_is_a_mock_that_needs_no_lambda() -> None:
+    (health,) = methods(template(), "GET")
+    integration = health["Integration"]
+    assert integration["Type"] == "MOCK"
+    assert integration["RequestTemplates"] == {"application/json": '{"statusCode": 200}'}
+    assert integration["IntegrationResponses"][0]["ResponseTemplates"] == {"application/json": '{"status": "ok"}'}
+    assert health["MethodResponses"] == [{"StatusCode": "200"}]
+
+
+# --- versions -----------------------------------------------------------------------------------
+
+
+def test_powertools_layer_version_matches_the_locked_package(repo_root: Path) -> None:
+    lock = (repo_root / "requirements" / "lock.txt").read_text(encoding="utf-8")
+    pinned = re.search(r"^aws-lambda-powertools==(\S+)", lock, re.MULTILINE)
+    assert pinned, "aws-lambda-powertools is not pinned in requirements/lock.txt"
+    assert pinned.group(1) == POWERTOOLS_VERSION, (
+        f"the Lambda layer is Powertools {POWERTOOLS_VERSION} (infra/inference_api.py) but tests run "
+        f"{pinned.group(1)} (requirements/lock.txt): move them together"
+    )
