@@ -26,7 +26,7 @@ SYNTH_INPUTS := app.py cdk.json $(shell find infra config -type f -not -path '*/
 ARTIFACT_INPUTS := $(DEMO)/config.json model_code/inference.py sagebert/package.py sagebert/archive.py $(DATA)/test.jsonl
 TRAIN_INPUTS := model_code/train.py $(DATA)/train.jsonl $(DATA)/validation.jsonl $(DATA)/test.jsonl
 
-.PHONY: help setup synth test train dataset package serve bench lint lock catalog clean
+.PHONY: help setup synth test train dataset package serve bench bench-api openapi lint lock catalog clean
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -66,11 +66,17 @@ $(ARTIFACT): $(VENV_STAMP) $(ARTIFACT_INPUTS)
 	@echo "==> default model archive: the demo classifier, ONNX int8, checked against fp32"
 	$(PY) -m sagebert package --model-dir $(DEMO) --output $@
 
-serve: $(SERVE_STAMP) $(ARTIFACT) ## serve build/model.tar.gz on the real toolkit + model server at 127.0.0.1:8080 (Ctrl-C stops)
-	$(PY) -m sagebert serve --port 8080
+serve: $(SERVE_STAMP) $(ARTIFACT) ## serve build/model.tar.gz at 127.0.0.1:8080 and the API front door at 127.0.0.1:3000 (Ctrl-C stops)
+	$(PY) -m sagebert serve --port 8080 --api-port 3000
 
 bench: $(ARTIFACT) ## stock Hugging Face handler vs sagebert runtimes: table, build/bench/results.json, bench.png
 	$(PY) -m sagebert bench
+
+bench-api: $(SERVE_STAMP) $(ARTIFACT) ## the front door: cold init, overhead beyond InvokeEndpoint, 8 clients x 60 s vs the model server
+	$(PY) -m sagebert bench-api
+
+openapi: $(VENV_STAMP) ## regenerate docs/openapi.json (and print the README's error table) from lambdas/front_door
+	$(PY) -m sagebert openapi
 
 package: $(ARTIFACT) ## build build/model.tar.gz: ONNX export, fusions, int8, agreement check, wheels
 

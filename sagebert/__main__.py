@@ -44,6 +44,19 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--budget", type=float, default=30.0, help="seconds at most per text length")
     bench.add_argument("--port", type=int, default=23000, help="first of three local ports for the model server")
 
+    bench_api_parser = commands.add_parser(
+        "bench-api", help="the front door's cold init, overhead and a load run (make bench-api)"
+    )
+    bench_api_parser.add_argument(
+        "--clients", type=int, default=8, help="concurrent clients in the load run (default 8)"
+    )
+    bench_api_parser.add_argument("--duration", type=float, default=60.0, help="seconds per load run (default 60)")
+    bench_api_parser.add_argument("--iterations", type=int, default=300, help="requests for the overhead measure")
+    bench_api_parser.add_argument(
+        "--init-runs", type=int, default=15, help="fresh processes for cold init (default 15)"
+    )
+    bench_api_parser.add_argument("--port", type=int, default=23100, help="first of four local ports")
+
     catalog = commands.add_parser("catalog", help="regenerate infra/dlc_images.json from the sagemaker SDK")
     catalog.add_argument("--check", action="store_true", help="only compare; exit 1 when they differ")
 
@@ -105,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
 
             print(render(), end="")
             return 0
+        if args.command == "bench-api":
+            from sagebert import bench_api
+
+            return bench_api.main(args.clients, args.duration, args.iterations, args.init_runs, args.port)
         if args.command == "openapi":
             from sagebert import openapi as openapi_module
 

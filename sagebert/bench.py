@@ -22,11 +22,9 @@ build/bench/results.json and build/bench/bench.png (the server view).
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -111,29 +109,6 @@ def _worker(contender: str, model_dir: Path, threads: int, iterations: int, budg
     return _summary(contender, cold, load, short, long_, throughput, memory, threads=threads, tokens_short_long=tokens)
 
 
-class _Client:
-    """One persistent HTTP/1.1 connection with TCP_NODELAY, as SDK clients keep theirs: a fresh
-    urllib connection per request would add ~6 ms of client-side cost to every contender alike."""
-
-    def __init__(self, port: int) -> None:
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        self.connection.connect()
-        assert self.connection.sock is not None
-        self.connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def post(self, body: bytes) -> bytes:
-        self.connection.request("POST", "/invocations", body, {"Content-Type": "application/json"})
-        response = self.connection.getresponse()
-        data = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"model server answered {response.status}: {data[:300]!r}")
-        return data
-
-    def get(self, path: str) -> bytes:
-        self.connection.request("GET", path)
-        return self.connection.getresponse().read()
-
-
 def _group_rss_mb(pgid: int) -> float:
     """Resident memory of every process in the server's process group (Java and its workers)."""
     total_kb = 0
@@ -162,14 +137,14 @@ def _stock_archive(demo: Path, output: Path) -> Path:
 def _server_worker(
     name: str, archive: Path, port: int, iterations: int, budget_s: float, texts: list[str], long_text: str
 ) -> dict[str, Any]:
-    from sagebert.serve import LocalEndpoint
+    from sagebert.serve import KeepAliveClient, LocalEndpoint
 
     environment = {} if name == "stock" else {"SAGEBERT_RUNTIME": name}
     started = time.perf_counter()
     with LocalEndpoint(
         archive, port=port, name="bench", state_dir=OUT / f"serve-{name}", environment=environment
     ) as endpoint:
-        client = _Client(endpoint.port + 1)
+        client = KeepAliveClient(endpoint.port + 1)
         client.post(json.dumps({"inputs": SHORT}).encode())
         cold = time.perf_counter() - started
 
@@ -193,7 +168,7 @@ def _server_worker(
             pings.append((time.perf_counter() - t0) * 1000)
         requests = [json.dumps({"inputs": texts[i : i + 64]}).encode() for i in range(0, len(texts), 64)]
         t0 = time.perf_counter()
-        clients = [_Client(endpoint.port + 1) for _ in range(2)]  # two clients: both workers busy
+        clients = [KeepAliveClient(endpoint.port + 1) for _ in range(2)]  # two clients: both workers busy
         with ThreadPoolExecutor(max_workers=2) as pool:
             list(pool.map(lambda c: [c.post(body) for body in requests], clients))
         throughput = 2 * sum(len(texts[i : i + 64]) for i in range(0, len(texts), 64)) / (time.perf_counter() - t0)

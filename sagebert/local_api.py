@@ -19,12 +19,12 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from sagebert.serve import wait_healthy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_ROOT = REPO_ROOT / "lambdas"
@@ -94,6 +94,7 @@ def _gateway_error(status: int, code: str, message: str) -> bytes:
 def _handler_class(invoke: Any) -> type[BaseHTTPRequestHandler]:
     class FrontDoor(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, like API Gateway
+        disable_nagle_algorithm = True  # headers and body go out in two writes: do not hold the second
 
         def log_message(self, format: str, *args: Any) -> None:  # the handler logs; no bodies here
             pass
@@ -192,18 +193,10 @@ class LocalApi:
         command = [sys.executable, "-m", "sagebert.local_api", "--port", str(self.port)]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the local front door exited ({self.process.returncode}); see {self.log_path}")
-            try:
-                with urllib.request.urlopen(f"{self.url}{HEALTH}", timeout=2) as reply:
-                    if reply.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"the local front door did not answer within {timeout_s:g} s; see {self.log_path}")
+        problem = wait_healthy(f"{self.url}{HEALTH}", self.process, timeout_s)
+        if problem:
+            self.stop()
+            raise RuntimeError(f"the local front door {problem}; see {self.log_path}")
 
     def stop(self) -> None:
         if self.process is not None:

@@ -60,13 +60,18 @@ class ErrorKind:
 # Every error a client can get, its status and code: README and the OpenAPI document show this table.
 ERRORS: tuple[ErrorKind, ...] = (
     ErrorKind(400, "InvalidBody", "the body is not UTF-8 JSON, or it breaks the request schema", "both"),
+    ErrorKind(400, "InvalidRequest", "any other request API Gateway refuses", "API Gateway"),
     ErrorKind(401, "Unauthorized", "Cognito auth: the token is missing or invalid", "API Gateway"),
-    ErrorKind(403, "Forbidden", "IAM signature or API key missing or wrong, or an unknown route", "API Gateway"),
+    ErrorKind(
+        403, "Forbidden", "no valid IAM signature, API key or token; blocked by WAF; or an unknown route", "API Gateway"
+    ),
     ErrorKind(413, "PayloadTooLarge", "the body is larger than the front door's max_body_bytes", "both"),
     ErrorKind(415, "UnsupportedMediaType", "Content-Type is not application/json (charset utf-8)", "both"),
-    ErrorKind(429, "Throttled", "over the stage's rate or burst limit, or the API key's quota", "API Gateway"),
-    ErrorKind(500, "InternalError", "an unexpected fault in the front door (logged with the request ID)", "front door"),
+    ErrorKind(429, "Throttled", "over the stage's (or the usage plan's) rate or burst limit", "API Gateway"),
+    ErrorKind(429, "QuotaExceeded", "the API key's usage-plan quota for the period is used up", "API Gateway"),
+    ErrorKind(500, "InternalError", "an unexpected fault (logged with the request ID)", "both"),
     ErrorKind(502, "ModelError", "the model container failed on a valid request", "front door"),
+    ErrorKind(502, "BadGateway", "the front-door Lambda itself failed or was throttled", "API Gateway"),
     ErrorKind(503, "ModelUnavailable", "the endpoint is throttling, not ready or unreachable", "front door", 2),
     ErrorKind(504, "Timeout", "the model did not answer within the read timeout", "both"),
 )

@@ -30,3 +30,19 @@ def test_every_schema_key_is_documented() -> None:
     ):
         assert f"| `{key}` |" in table
     assert "|  |" not in table.replace("| |", ""), "a key without a description"
+
+
+def test_the_openapi_document_is_generated_from_the_front_doors_contract() -> None:
+    from sagebert.openapi import DOCUMENT
+    from sagebert.openapi import render as render_openapi
+
+    assert DOCUMENT.read_text(encoding="utf-8") == render_openapi(), "run `python -m sagebert openapi`"
+
+
+def test_readme_error_table_is_the_front_doors(repo_root: Path) -> None:
+    from sagebert.openapi import ERRORS_BEGIN, ERRORS_END, error_table
+
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    assert ERRORS_BEGIN in readme and ERRORS_END in readme, "README lost its api-errors markers"
+    block = readme[readme.index(ERRORS_BEGIN) : readme.index(ERRORS_END) + len(ERRORS_END)] + "\n"
+    assert block == error_table(), "README error table is stale: paste `python -m sagebert openapi`'s table"

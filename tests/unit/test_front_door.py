@@ -279,3 +279,12 @@ def test_module_init_needs_no_network_and_reads_the_settings(handler_module: Any
     assert handler_module.settings.endpoint_name == os.environ["SAGEBERT_ENDPOINT_NAME"] == ENDPOINT
     config = handler_module.client.meta.config
     assert (config.read_timeout, config.connect_timeout, config.retries["total_max_attempts"]) == (8.0, 2.0, 2)
+
+
+def test_every_gateway_response_is_in_the_documented_error_table() -> None:
+    from infra.inference_api import GATEWAY_RESPONSES
+
+    documented = {(kind.status, kind.code) for kind in contract.ERRORS}
+    codes = {kind.code for kind in contract.ERRORS}
+    for response_type, status, code in GATEWAY_RESPONSES:
+        assert (status, code) in documented if status else code in codes, response_type

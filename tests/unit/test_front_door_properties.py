@@ -70,8 +70,10 @@ content_types = st.one_of(
     st.none(),
     st.text(max_size=40),
 )
-extra_headers = st.dictionaries(
-    st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=12), st.text(max_size=20), max_size=3
+extra_headers = st.dictionaries(  # never a second Content-Type: that one is drawn above
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=12).filter(lambda h: h != "content-type"),
+    st.text(max_size=20),
+    max_size=3,
 )
 
 
