@@ -26,7 +26,7 @@ SYNTH_INPUTS := app.py cdk.json $(shell find infra config -type f -not -path '*/
 ARTIFACT_INPUTS := $(DEMO)/config.json model_code/inference.py sagebert/package.py sagebert/archive.py $(DATA)/test.jsonl
 TRAIN_INPUTS := model_code/train.py $(DATA)/train.jsonl $(DATA)/validation.jsonl $(DATA)/test.jsonl
 
-.PHONY: help setup synth test train dataset package serve bench bench-api openapi lint lock catalog clean
+.PHONY: help setup synth test train dataset package serve bench bench-api batch-local openapi lint lock catalog clean
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -74,6 +74,10 @@ bench: $(ARTIFACT) ## stock Hugging Face handler vs sagebert runtimes: table, bu
 
 bench-api: $(SERVE_STAMP) $(ARTIFACT) ## the front door: cold init, overhead beyond InvokeEndpoint, 8 clients x 60 s vs the model server
 	$(PY) -m sagebert bench-api
+
+batch-local: $(SERVE_STAMP) $(ARTIFACT) ## a batch transform run here: make batch-local INPUT=in.jsonl OUTPUT=out.jsonl [BAD_LINES=fail]
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make batch-local INPUT=records.jsonl OUTPUT=predictions.jsonl [BAD_LINES=mark|fail]"; exit 2; }
+	$(PY) -m sagebert batch-local --input "$(INPUT)" --output "$(OUTPUT)" --bad-lines $(or $(BAD_LINES),mark)
 
 openapi: $(VENV_STAMP) ## regenerate docs/openapi.json (and print the README's error table) from lambdas/front_door
 	$(PY) -m sagebert openapi

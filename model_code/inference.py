@@ -16,8 +16,9 @@ Requests: JSON `{"inputs": str | [str], "parameters": {"top_k": n}}` -> `[{"labe
 per text (a list per text when top_k > 1), as the toolkit's own pipeline answers; or JSON Lines
 (application/jsonlines) for batch transform: one text per line (a JSON string or
 `{"inputs": str}`), one answer per line in the same order, and a bad line answers
-`{"error": ...}` without failing the others. Single texts are never padded; many texts are sorted
-by length and padded only to the longest of each micro-batch.
+`{"error": ...}` without failing the others. Single texts are never padded. With int8, every text
+runs alone (its answer must not depend on its neighbours); with fp32 and PyTorch, many texts are
+sorted by length and padded only to the longest of each micro-batch.
 
 Threads: SAGEBERT_THREADS, else cores // model-server workers (SAGEMAKER_MODEL_SERVER_WORKERS,
 which the toolkit's server defaults to one per core), so workers x threads never exceeds cores.
@@ -35,7 +36,9 @@ import numpy as np
 
 # Limits: one place. A request over them is refused with a message that names the limit.
 MAX_TEXTS = 64  # texts in one JSON request
-MAX_LINES = 5_000  # lines in one JSON Lines request (batch transform MultiRecord)
+# Lines in one JSON Lines request. Batch transform's MultiRecord packs lines up to MaxPayloadInMB,
+# so short lines come many to a request: 6 MB of 60-byte reviews is 100,000 lines.
+MAX_LINES = 100_000
 MAX_CHARS = 10_000  # characters per text
 MAX_TOKENS = 512  # tokens per text: longer texts are truncated (BERT position embeddings end there)
 MICRO_BATCH = 16  # texts padded together
@@ -115,6 +118,10 @@ class OnnxModel:
         from tokenizers import Tokenizer
 
         self.runtime, self.labels = runtime, labels
+        # int8: one text per forward pass. Dynamic quantization scales activations per tensor, so in a
+        # padded batch a text's answer would depend on its neighbours (P(positive) moved from 0.05 to
+        # 0.66 for one review); alone it is the answer `make package` checked against fp32.
+        self.micro_batch = 1 if runtime == "onnx-int8" else MICRO_BATCH
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(MAX_TOKENS)
@@ -129,7 +136,7 @@ class OnnxModel:
     def logits(self, texts: list[str]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(texts)
         out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
-        for batch in micro_batches([len(e.ids) for e in encodings]):
+        for batch in micro_batches([len(e.ids) for e in encodings], self.micro_batch):
             width = max(len(encodings[i].ids) for i in batch)
             feed = {name: np.zeros((len(batch), width), dtype=np.int64) for name in self.inputs}
             for row, index in enumerate(batch):
@@ -199,10 +206,10 @@ class TorchModel:
         return np.asarray(normalised.cpu().numpy())
 
 
-def micro_batches(lengths: list[int]) -> list[list[int]]:
-    """Indices grouped by length (shortest first), MICRO_BATCH at a time: little padding."""
+def micro_batches(lengths: list[int], size: int = MICRO_BATCH) -> list[list[int]]:
+    """Indices grouped by length (shortest first), `size` at a time: little padding."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[start : start + MICRO_BATCH] for start in range(0, len(order), MICRO_BATCH)]
+    return [order[start : start + size] for start in range(0, len(order), size)]
 
 
 # --- the toolkit contract -------------------------------------------------------------------------
@@ -212,9 +219,9 @@ def _media_type(value: str | None) -> str:
     return (value or "").split(";")[0].strip().lower()
 
 
-def _decode(input_data: str | bytes) -> str:
-    try:
-        return input_data.decode("utf-8") if isinstance(input_data, bytes) else input_data
+def _decode(input_data: str | bytes | bytearray) -> str:
+    try:  # multi-model-server hands the body over as a bytearray
+        return input_data.decode("utf-8") if isinstance(input_data, bytes | bytearray) else input_data
     except UnicodeDecodeError as err:
         raise InputError(f"the body is not valid UTF-8 ({err.reason} at byte {err.start}).") from None
 
@@ -233,7 +240,7 @@ def _check_text(text: Any) -> str | None:
     return None
 
 
-def input_fn(input_data: str | bytes, content_type: str) -> Request:
+def input_fn(input_data: str | bytes | bytearray, content_type: str) -> Request:
     media = _media_type(content_type)
     if media in JSONL:
         return _jsonl_request(_decode(input_data))
@@ -275,8 +282,19 @@ def _top_k(parameters: Any) -> int:
     return top_k
 
 
+def bad_lines_mode() -> str:
+    """SAGEBERT_BAD_LINES: `mark` (default) answers a bad line with an error record; `fail` refuses the
+    whole request, so a batch transform job stops at the first bad line."""
+    mode = (os.environ.get("SAGEBERT_BAD_LINES") or "mark").strip().lower()
+    if mode not in ("mark", "fail"):
+        raise ValueError(f"SAGEBERT_BAD_LINES={mode!r}; allowed: mark, fail.")
+    return mode
+
+
 def _jsonl_request(text: str) -> Request:
-    raw_lines = text.splitlines()
+    # Lines end at "\n" only, as batch transform's SplitType Line splits them: str.splitlines()
+    # would also split at characters JSON strings may hold raw (U+2028, \x1c ...).
+    raw_lines = [line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")] if text else []
     if not raw_lines:
         raise InputError("the JSON Lines body is empty; send one text per line.")
     if len(raw_lines) > MAX_LINES:
@@ -298,6 +316,10 @@ def _jsonl_request(text: str) -> Request:
             continue
         errors.append(None)
         texts.append(candidate)
+    bad = [problem for problem in errors if problem]
+    if bad and bad_lines_mode() == "fail":
+        more = f" (and {len(bad) - 1} more bad lines)" if len(bad) > 1 else ""
+        raise InputError(f"{bad[0]}{more}; SAGEBERT_BAD_LINES=fail refuses a request with a bad line.")
     return Request(texts=texts, lines=errors)
 
 
@@ -328,7 +350,9 @@ def _answers(data: Request, model: Any) -> list[Any]:
 def output_fn(prediction: list[Any], accept: str) -> str:
     media = _media_type(accept)
     if media in JSONL:
-        return "".join(json.dumps(item) + "\n" for item in prediction)
+        # No newline after the last answer: batch transform's AssembleWith Line adds one after each
+        # response, so one more here would leave an empty line between mini-batches.
+        return "\n".join(json.dumps(item) for item in prediction)
     if media not in ("", JSON, "*/*"):
         raise InputError(f"accept {accept!r} is not supported; ask for {JSON} or {JSONL[0]}.")
     return json.dumps(prediction)

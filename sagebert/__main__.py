@@ -57,6 +57,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench_api_parser.add_argument("--port", type=int, default=23100, help="first of four local ports")
 
+    batch = commands.add_parser(
+        "batch-local", help="a batch transform run on the local model server (make batch-local)"
+    )
+    batch.add_argument(
+        "--input", type=Path, required=True, help='JSON Lines: one text per line (a JSON string or {"inputs": str})'
+    )
+    batch.add_argument("--output", type=Path, required=True, help="one answer per input line, in order")
+    batch.add_argument("--archive", type=Path, default=Path("build/model.tar.gz"))
+    batch.add_argument(
+        "--max-payload-mb", type=float, default=6.0, help="MaxPayloadInMB of a MultiRecord request (default 6)"
+    )
+    batch.add_argument(
+        "--concurrency", type=int, default=2, help="requests at a time, MaxConcurrentTransforms (default 2)"
+    )
+    batch.add_argument(
+        "--bad-lines",
+        choices=["mark", "fail"],
+        default="mark",
+        help="a bad line: an error record (mark) or a failed run",
+    )
+    batch.add_argument("--port", type=int, default=23200, help="first of three local ports for the model server")
+
     catalog = commands.add_parser("catalog", help="regenerate infra/dlc_images.json from the sagemaker SDK")
     catalog.add_argument("--check", action="store_true", help="only compare; exit 1 when they differ")
 
@@ -118,6 +140,18 @@ def main(argv: list[str] | None = None) -> int:
 
             print(render(), end="")
             return 0
+        if args.command == "batch-local":
+            from sagebert import batch_local
+
+            return batch_local.main(
+                args.archive,
+                args.input,
+                args.output,
+                max_payload_mb=args.max_payload_mb,
+                concurrency=args.concurrency,
+                bad_lines=args.bad_lines,
+                port=args.port,
+            )
         if args.command == "bench-api":
             from sagebert import bench_api
 

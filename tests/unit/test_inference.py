@@ -18,6 +18,7 @@ from sagebert.archive import bundled_model_dir
 
 JSON = "application/json"
 JSONL = "application/jsonlines"
+DATA = Path(__file__).resolve().parents[2] / "data" / "sentiment"
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +154,7 @@ def test_plain_encoder_gives_meaningful_embeddings() -> None:
         (b'{"inputs": "x", "parameters": {"top_k": 0}}', JSON, "top_k must be a positive integer"),
         (b'{"inputs": "x", "parameters": [1]}', JSON, "parameters must be a JSON object"),
         (b"", JSONL, "JSON Lines body is empty"),
-        (("\n".join(['"x"'] * 5001)).encode(), JSONL, "5001 lines in one request; at most 5000"),
+        (("\n".join(['"x"'] * 100_001)).encode(), JSONL, "100001 lines in one request; at most 100000"),
     ],
 )
 def test_bad_requests_say_what_is_allowed(body: bytes, content_type: str, message: str) -> None:
@@ -227,3 +228,50 @@ def test_gpu_fp16_agrees_with_cpu_fp32(model_dir: Path, monkeypatch: pytest.Monk
     fp32 = json.loads(invoke(inference.model_fn(str(model_dir)), {"inputs": texts[:64]}))
     assert sum(a["label"] == b["label"] for a, b in zip(fp16, fp32, strict=True)) >= 63
     assert max(abs(a["score"] - b["score"]) for a, b in zip(fp16, fp32, strict=True) if a["label"] == b["label"]) < 0.01
+
+
+def test_json_lines_split_at_newlines_only_and_answer_without_a_trailing_newline() -> None:
+    # Given a line whose JSON string holds a raw U+2028 and a CRLF line ending
+    body = bytearray('"first\u2028still the first"\r\n{"inputs": "second"}\n'.encode())  # as the server passes it
+    request = inference.input_fn(body, JSONL)
+    assert request.texts == ["first\u2028still the first", "second"]
+    # Then two answers, and no newline after the last (AssembleWith Line adds one per response)
+    assert inference.output_fn([{"a": 1}, {"b": 2}], JSONL) == '{"a": 1}\n{"b": 2}'
+
+
+def test_bad_lines_fail_mode_refuses_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = b'"good"\n{oops\n""\n'
+    assert inference.input_fn(body, JSONL).lines == [
+        None,
+        "line 2: not valid JSON (Expecting property name enclosed in double quotes)",
+        "line 3: a text must be a non-empty string",
+    ]
+    monkeypatch.setenv("SAGEBERT_BAD_LINES", "fail")
+    with pytest.raises(
+        inference.InputError,
+        match=r"line 2: not valid JSON .* \(and 1 more bad lines\); "
+        "SAGEBERT_BAD_LINES=fail",
+    ):
+        inference.input_fn(body, JSONL)
+    monkeypatch.setenv("SAGEBERT_BAD_LINES", "skip")
+    with pytest.raises(ValueError, match="SAGEBERT_BAD_LINES='skip'; allowed: mark, fail"):
+        inference.input_fn(body, JSONL)
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize("runtime", ["onnx-int8", "onnx-fp32"])
+def test_a_texts_answer_does_not_depend_on_the_texts_beside_it(
+    model_dir: Path, runtime: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a review near the boundary, alone and inside batches of other reviews of other lengths
+    monkeypatch.setenv("SAGEBERT_RUNTIME", runtime)
+    model = inference.model_fn(str(model_dir))
+    target = "Not once did the hairdresser ask what I wanted."
+    others = [line["text"] for line in map(json.loads, (DATA / "test.jsonl").read_text().splitlines()[:60])]
+    alone = json.loads(invoke(model, {"inputs": target}))[0]
+    for start in range(0, 60, 15):
+        batch = [*others[start : start + 15], target]
+        together = json.loads(invoke(model, {"inputs": batch}))[-1]
+        # Then the answer is the same (int8 dynamic quantization would move it in a shared padded batch)
+        assert together["label"] == alone["label"]
+        assert together["score"] == pytest.approx(alone["score"], abs=1e-5)
