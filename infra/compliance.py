@@ -7,9 +7,14 @@ acknowledged on the construct it concerns, with a reason specific to that constr
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import jsii
 from aws_cdk import Acknowledgment, App, Stack, Token, Validations
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
-from constructs import IConstruct
+from constructs import IConstruct, IValidation
 
 
 def add_compliance_checks(app: App) -> None:
@@ -26,3 +31,50 @@ def nag_partition(scope: IConstruct) -> str:
     <AWS::Partition> placeholder."""
     partition = Stack.of(scope).partition
     return "<AWS::Partition>" if Token.is_unresolved(partition) else partition
+
+
+def acknowledge_resources(scope: IConstruct, rule: str, resources: Sequence[str], reason: str) -> None:
+    """Accept `rule[Resource::<arn>]` on scope for each resource ARN, spelled as cdk-nag spells it.
+
+    cdk-nag names a finding after the ARN as it stands in the synthesized template, and an ARN built from
+    another stack's resource (the artifact bucket, say) only becomes its `Fn::ImportValue` form when CDK
+    resolves cross-stack references during synthesis. So the acknowledgment is made then: in a validation
+    callback, which CDK runs after resolving references and before the validation plugins (cdk-nag).
+    """
+    scope.node.add_validation(_AcknowledgeResolved(scope, rule, list(resources), reason))
+
+
+@jsii.implements(IValidation)
+class _AcknowledgeResolved:
+    def __init__(self, scope: IConstruct, rule: str, resources: list[str], reason: str) -> None:
+        self._scope, self._rule, self._resources, self._reason = scope, rule, resources, reason
+
+    def validate(self) -> list[str]:
+        stack = Stack.of(self._scope)
+        for resource in self._resources:
+            finding = f"{self._rule}[Resource::{nag_spelling(stack.resolve(resource))}]"
+            acknowledge(self._scope, finding, self._reason)
+        return []
+
+
+def nag_spelling(value: Any) -> str:
+    """A resolved CloudFormation value as cdk-nag flattens it into a finding id (its flattenCfnReference):
+    Fn::Join joined, Ref -> <name>, Fn::GetAtt -> <resource.attribute>, Fn::ImportValue -> the export name."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.replace("${", "<").replace("}", ">")
+    if isinstance(value, dict):
+        if "Fn::Join" in value:
+            delimiter, items = value["Fn::Join"]
+            return str(delimiter).join(nag_spelling(item) for item in items)
+        if "Fn::Sub" in value:
+            return nag_spelling(value["Fn::Sub"])
+        if "Fn::GetAtt" in value:
+            resource, attribute = value["Fn::GetAtt"]
+            return f"<{nag_spelling(resource)}.{nag_spelling(attribute)}>"
+        if "Fn::ImportValue" in value:
+            return nag_spelling(value["Fn::ImportValue"])
+        if "Ref" in value:
+            return f"<{nag_spelling(value['Ref'])}>"
+    return json.dumps(value, separators=(",", ":"))

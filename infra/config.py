@@ -13,6 +13,7 @@ import math
 import re
 import types
 import typing
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -64,6 +65,22 @@ COGNITO_USER_POOL_ARN = re.compile(
 )
 # A browser origin: scheme, host and optional port; no path. https only, except a local development
 # server on http://localhost or http://127.0.0.1.
+# EventBridge Scheduler's cron expression: cron(minutes hours day-of-month month day-of-week year).
+# https://docs.aws.amazon.com/scheduler/latest/UserGuide/schedule-types.html#cron-based
+SCHEDULER_CRON = re.compile(r"^cron\((?P<fields>[^()]*)\)$")
+CRON_FIELDS = ("minutes", "hours", "day-of-month", "month", "day-of-week", "year")
+CRON_FIELD = re.compile(r"^[0-9A-Za-z*?,/#\-]+$")
+# A key prefix in the artifact bucket: path segments of safe characters, each ending in "/". No IAM
+# wildcard characters (* ?), since the prefixes are written into IAM resource ARNs and conditions.
+KEY_PREFIX = r"^([A-Za-z0-9_.-]+/)+$"
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
+# CreateTransformJob: at most 16 environment variables; sagebert sets SAGEBERT_BAD_LINES itself.
+# MaxPayloadInMB <= 100, and MaxConcurrentTransforms * MaxPayloadInMB <= 100 as well.
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html
+TRANSFORM_ENVIRONMENT_MAX = 16
+TRANSFORM_PAYLOAD_BUDGET_MB = 100
+BAD_LINES_VARIABLE = "SAGEBERT_BAD_LINES"
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 CORS_ORIGIN = re.compile(
     r"^(https://[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*"
     r"|http://(localhost|127\.0\.0\.1))(:\d{1,5})?$"
@@ -186,14 +203,19 @@ class EndpointSettings(_Strict):
 
     @model_validator(mode="after")
     def _known_cpu_instance(self) -> EndpointSettings:
-        match = INSTANCE_TYPE.match(self.instance_type)
-        if not match or match["family"] not in CPU_FAMILIES or match["size"] not in INSTANCE_SIZES:
-            raise ValueError(
-                f"endpoint.instance_type = {self.instance_type!r} is not a CPU instance type "
-                f"sagebert can encrypt with KMS; use ml.<family>.<size> with family one of "
-                f"{', '.join(CPU_FAMILIES)} (e.g. ml.c6i.xlarge)."
-            )
+        _check_cpu_instance("endpoint.instance_type", self.instance_type)
         return self
+
+
+def _check_cpu_instance(key: str, instance_type: str) -> None:
+    """Raise unless instance_type is ml.<CPU family>.<size> (a family without local NVMe storage)."""
+    match = INSTANCE_TYPE.match(instance_type)
+    if not match or match["family"] not in CPU_FAMILIES or match["size"] not in INSTANCE_SIZES:
+        raise ValueError(
+            f"{key} = {instance_type!r} is not a CPU instance type "
+            f"sagebert can encrypt with KMS; use ml.<family>.<size> with family one of "
+            f"{', '.join(CPU_FAMILIES)} (e.g. ml.c6i.xlarge)."
+        )
 
 
 class TrainingSettings(_Strict):
@@ -415,6 +437,177 @@ class ApiSettings(_Strict):
         return math.ceil(self.worst_case_s)
 
 
+class BatchSettings(_Strict):
+    """Scheduled batch transform: EventBridge Scheduler starts a Step Functions state machine that runs a
+    SageMaker transform job over the day's JSON Lines input on the stage's model."""
+
+    schedule: str = Field(
+        "cron(0 2 * * ? *)",
+        description="When runs start: an EventBridge Scheduler cron expression, cron(minutes hours day-of-month "
+        "month day-of-week year), with ? in day-of-month or day-of-week. Default: every day at 02:00.",
+    )
+    timezone: str = Field(
+        "UTC",
+        description="IANA time zone of the schedule (e.g. Europe/Berlin). A run's date (the YYYY-MM-DD in its "
+        "input and output prefixes) is the scheduled time's date in this time zone, daylight saving included "
+        "(changes through 2050 are built in; later ones keep the offset in force then).",
+    )
+    input_prefix: str = Field(
+        "batch/input/",
+        pattern=KEY_PREFIX,
+        description="Key prefix in the stage's artifact bucket (KMS-encrypted) that holds the input: a run reads "
+        "every object under `<input_prefix><YYYY-MM-DD>/`, one text per line (JSON Lines). Ends with /.",
+    )
+    output_prefix: str = Field(
+        "batch/output/",
+        pattern=KEY_PREFIX,
+        description="Key prefix in the artifact bucket for results: a run writes `<output_prefix><YYYY-MM-DD>/"
+        "<execution name>/` (a `.out` object per input object and `_manifest.json`, or `_skipped.json` when there "
+        "was no input), so a run never overwrites an earlier one. Ends with /; must not overlap input_prefix.",
+    )
+    instance_type: str = Field(
+        "ml.c6i.xlarge",
+        description="Transform instance type, ml.<family>.<size>; CPU families: " + ", ".join(CPU_FAMILIES) + ".",
+    )
+    instance_count: int = Field(1, ge=1, le=100, description="Transform instances; input objects are spread over them.")
+    max_payload_mb: int = Field(
+        6,
+        ge=1,
+        le=TRANSFORM_PAYLOAD_BUDGET_MB,
+        description="MaxPayloadInMB: lines are packed into requests of at most this many MB (MultiRecord); a line "
+        "larger than this fails the job.",
+    )
+    max_concurrent_transforms: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="Parallel requests per instance (MaxConcurrentTransforms); 0 lets SageMaker choose. "
+        "max_concurrent_transforms * max_payload_mb must be at most 100.",
+    )
+    invocation_timeout_s: int = Field(
+        600, ge=1, le=3600, description="Seconds the container has to answer one request (ModelClientConfig)."
+    )
+    invocation_max_retries: int = Field(
+        3, ge=0, le=3, description="Retries of a request that failed or timed out (ModelClientConfig)."
+    )
+    environment: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra environment variables for the model container in transform jobs (at most 15; "
+        f"`{BAD_LINES_VARIABLE}` comes from bad_lines).",
+    )
+    bad_lines: Literal["mark", "fail"] = Field(
+        "mark",
+        description="A line that is not a text: mark answers it with an error record and carries on; fail fails "
+        f"the job. Passed to the container as `{BAD_LINES_VARIABLE}`.",
+    )
+    retry_attempts: int = Field(
+        2,
+        ge=0,
+        le=185,
+        description="Times EventBridge Scheduler retries starting a run it could not start; then the event goes to "
+        "the dead-letter queue.",
+    )
+    max_event_age_s: int = Field(
+        3600,
+        ge=60,
+        le=86400,
+        description="Seconds EventBridge Scheduler keeps trying to start a run before it goes to the dead-letter "
+        "queue.",
+    )
+    capacity_retries: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="Times a run starts a new transform job after one failed for lack of capacity (waiting 5, 10, "
+        "20 ... minutes, at most an hour, in between); then the run fails.",
+    )
+    alarm_email: str | None = Field(
+        None,
+        pattern=EMAIL,
+        description="Email address subscribed to the failure topic (it must confirm the subscription). Null: no "
+        "subscription; subscribe to the batch stack's AlarmTopicArn output yourself.",
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, schedule: str) -> str:
+        match = SCHEDULER_CRON.match(schedule.strip())
+        fields = match["fields"].split() if match else []
+        example = "e.g. cron(0 2 * * ? *) for 02:00 every day"
+        if len(fields) != len(CRON_FIELDS):
+            raise ValueError(
+                f"batch.schedule = {schedule!r} is not an EventBridge Scheduler cron expression; write "
+                f"cron({' '.join(CRON_FIELDS)}), six fields, {example}."
+            )
+        for name, field in zip(CRON_FIELDS, fields, strict=True):
+            if not CRON_FIELD.match(field):
+                raise ValueError(
+                    f"batch.schedule = {schedule!r}: the {name} field {field!r} has characters cron does not allow; "
+                    f"use digits, names and * ? , - / L W #, {example}."
+                )
+        day_of_month, day_of_week = fields[2], fields[4]
+        if (day_of_month == "?") == (day_of_week == "?"):
+            raise ValueError(
+                f"batch.schedule = {schedule!r}: exactly one of day-of-month ({day_of_month!r}) and day-of-week "
+                f"({day_of_week!r}) must be ?, {example}."
+            )
+        return schedule.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, timezone: str) -> str:
+        if timezone != "UTC" and timezone not in zoneinfo.available_timezones():
+            raise ValueError(
+                f"batch.timezone = {timezone!r} is not an IANA time zone name; use e.g. UTC, Europe/Berlin or "
+                "America/New_York."
+            )
+        return timezone
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, environment: dict[str, str]) -> dict[str, str]:
+        for name in environment:
+            if not ENV_NAME.match(name):
+                raise ValueError(
+                    f"batch.environment: {name!r} is not an environment variable name; use letters, digits and _, "
+                    "not starting with a digit."
+                )
+        if BAD_LINES_VARIABLE in environment:
+            raise ValueError(
+                f"batch.environment sets {BAD_LINES_VARIABLE}; set batch.bad_lines (mark or fail) instead."
+            )
+        if len(environment) > TRANSFORM_ENVIRONMENT_MAX - 1:
+            raise ValueError(
+                f"batch.environment has {len(environment)} variables; a transform job takes at most "
+                f"{TRANSFORM_ENVIRONMENT_MAX}, and {BAD_LINES_VARIABLE} is one of them: keep at most "
+                f"{TRANSFORM_ENVIRONMENT_MAX - 1}."
+            )
+        return environment
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> BatchSettings:
+        _check_cpu_instance("batch.instance_type", self.instance_type)
+        if self.input_prefix.startswith(self.output_prefix) or self.output_prefix.startswith(self.input_prefix):
+            raise ValueError(
+                f"batch.input_prefix = {self.input_prefix!r} and batch.output_prefix = {self.output_prefix!r} "
+                "overlap: a run would read its own or earlier results as input. Use separate prefixes, e.g. "
+                "batch/input/ and batch/output/."
+            )
+        budget = self.max_concurrent_transforms * self.max_payload_mb
+        if budget > TRANSFORM_PAYLOAD_BUDGET_MB:
+            raise ValueError(
+                f"batch: max_concurrent_transforms * max_payload_mb = {self.max_concurrent_transforms} * "
+                f"{self.max_payload_mb} = {budget}, over SageMaker's {TRANSFORM_PAYLOAD_BUDGET_MB} MB; lower one of "
+                "them (or set max_concurrent_transforms: 0 to let SageMaker choose)."
+            )
+        return self
+
+    @property
+    def container_environment(self) -> dict[str, str]:
+        """The transform job's Environment: the configured variables and SAGEBERT_BAD_LINES."""
+        return {**self.environment, BAD_LINES_VARIABLE: self.bad_lines}
+
+
 class StageConfig(_Strict):
     """One environment (stage). The file name is the stage name: config/dev.yaml -> SageBert-dev."""
 
@@ -450,6 +643,9 @@ class StageConfig(_Strict):
         None, description="Remote fine-tuning for this stage (absent: no remote training)."
     )
     api: ApiSettings | None = Field(None, description="The API front door for the endpoint (absent: no API stack).")
+    batch: BatchSettings | None = Field(
+        None, description="Scheduled batch transform on the stage's model (absent: no batch stack)."
+    )
     tags: dict[str, str] = Field(default_factory=dict, description="Tags added to every resource of the stage.")
 
     @model_validator(mode="after")

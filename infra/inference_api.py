@@ -19,6 +19,7 @@ from constructs import Construct, IConstruct
 
 from infra.compliance import acknowledge, nag_partition
 from infra.config import ApiSettings, WafSettings
+from infra.key_policies import allow_cloudwatch_logs
 from infra.realtime_endpoint import RealtimeEndpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +27,8 @@ LAMBDAS_DIR = REPO_ROOT / "lambdas"
 # The one source of truth for the request body: API Gateway's model (here), the Lambda and the tests.
 REQUEST_SCHEMA = LAMBDAS_DIR / "front_door" / "predict_request.schema.json"
 HANDLER = "front_door.handler.lambda_handler"
+# lambdas/ is the code root of every function; each one's asset leaves out the other packages.
+ASSET_EXCLUDE = ("**/__pycache__", "**/*.pyc", "README.md", "**/.mypy_cache", "**/.pytest_cache")
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 
 # Powertools for AWS Lambda comes from AWS's public layer (all extras: pydantic, aws-xray-sdk), looked
@@ -148,7 +151,7 @@ class InferenceApi(Construct):
             raise ValueError("cors_allow_origins '*' is refused in production; list the allowed origins.")
         stack = Stack.of(self)
         retention = RETENTION[settings.log_retention_days]
-        _allow_cloudwatch_logs(key)
+        allow_cloudwatch_logs(key)
 
         # --- the Lambda --------------------------------------------------------------------------
         function_logs = logs.LogGroup(self, "FunctionLogs", encryption_key=key, retention=retention)
@@ -215,7 +218,7 @@ class InferenceApi(Construct):
             architecture=lambda_.Architecture.ARM_64,
             code=lambda_.Code.from_asset(
                 str(LAMBDAS_DIR),
-                exclude=["**/__pycache__", "**/*.pyc", "README.md", "**/.mypy_cache", "**/.pytest_cache"],
+                exclude=[*ASSET_EXCLUDE, "batch_manifest"],
             ),
             handler=HANDLER,
             layers=[powertools],
@@ -617,34 +620,6 @@ def _schema_type(name: Any, where: str) -> apigateway.JsonSchemaType:
     except KeyError:
         allowed = ", ".join(t.name.lower() for t in apigateway.JsonSchemaType)
         raise SchemaError(f"{where}: unknown type {name!r}; allowed: {allowed}.") from None
-
-
-def _allow_cloudwatch_logs(key: kms.IKey) -> None:
-    """Let CloudWatch Logs encrypt this account's and region's log groups with the key.
-
-    https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html
-    The condition names log groups by pattern, not by ARN: the key lives in another stack, and naming
-    this stack's log groups there would make the two stacks depend on each other.
-    """
-    key_stack = Stack.of(key)
-    key.add_to_resource_policy(
-        iam.PolicyStatement(
-            sid="CloudWatchLogsEncryption",
-            principals=[iam.ServicePrincipal(f"logs.{key_stack.region}.amazonaws.com")],
-            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-            resources=["*"],
-            conditions={
-                "ArnLike": {
-                    "kms:EncryptionContext:aws:logs:arn": key_stack.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name="*",
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                }
-            },
-        )
-    )
 
 
 def _static_cors_header(origins: list[str]) -> dict[str, str] | None:

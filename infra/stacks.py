@@ -11,7 +11,8 @@ from constructs import Construct
 
 from infra import image_catalog
 from infra.artifact_store import ArtifactStore
-from infra.config import ApiSettings, StageConfig
+from infra.batch_transform_schedule import BatchTransformSchedule
+from infra.config import ApiSettings, BatchSettings, StageConfig
 from infra.hugging_face_model import HuggingFaceModel
 from infra.inference_api import InferenceApi
 from infra.realtime_endpoint import RealtimeEndpoint
@@ -24,6 +25,21 @@ class StorageStack(Stack):
         super().__init__(scope, id_, **kwargs)
         self.store = ArtifactStore(self, "ArtifactStore", retain=config.retain_data)
         CfnOutput(self, "ArtifactBucketName", value=self.store.bucket.bucket_name)
+        if config.batch is not None:
+            # Here rather than in the batch stack: there they would re-export this stack's bucket name
+            # (cfn-lint W6001, an output made of an import).
+            CfnOutput(
+                self,
+                "BatchInputPrefix",
+                value=f"s3://{self.store.bucket.bucket_name}/{config.batch.input_prefix}",
+                description="batch transform input: put a run's JSON Lines under <this>YYYY-MM-DD/",
+            )
+            CfnOutput(
+                self,
+                "BatchOutputPrefix",
+                value=f"s3://{self.store.bucket.bucket_name}/{config.batch.output_prefix}",
+                description="batch transform output: each run writes <this>YYYY-MM-DD/<execution name>/",
+            )
 
 
 class ServingStack(Stack):
@@ -82,3 +98,54 @@ class ApiStack(Stack):
                 value=self.front_door.api_key.key_id,
                 description="aws apigateway get-api-key --include-value --api-key <this id> prints the key",
             )
+
+
+class BatchStack(Stack):
+    """Scheduled batch transform on the serving stack's model, over the storage stack's bucket (whose stack
+    outputs the input and output prefixes)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        settings: BatchSettings,
+        model: HuggingFaceModel,
+        store: ArtifactStore,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, id_, **kwargs)
+        self.transform = BatchTransformSchedule(
+            self,
+            "Transform",
+            settings=settings,
+            model_name=model.model_name,
+            bucket=store.bucket,
+            key=store.key,
+        )
+        # The transform job runs as the model's execution role.
+        model.grant_batch_io(
+            bucket=store.bucket,
+            input_prefix=settings.input_prefix,
+            output_prefix=settings.output_prefix,
+            key=store.key,
+        )
+        CfnOutput(
+            self,
+            "StateMachineArn",
+            value=self.transform.state_machine.state_machine_arn,
+            description="aws stepfunctions start-execution --state-machine-arn <this> --input "
+            '\'{"scheduledTime": "2026-11-26T02:00:00Z"}\' runs a date by hand',
+        )
+        CfnOutput(
+            self,
+            "AlarmTopicArn",
+            value=self.transform.topic.topic_arn,
+            description="SNS topic notified when a run fails; subscribe to it",
+        )
+        CfnOutput(
+            self,
+            "DeadLetterQueueUrl",
+            value=self.transform.dead_letter_queue.queue_url,
+            description="scheduled runs EventBridge Scheduler could not start",
+        )

@@ -9,14 +9,14 @@ from aws_cdk import Environment, Stage, Tags
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.stacks import ApiStack, ServingStack, StorageStack
+from infra.stacks import ApiStack, BatchStack, ServingStack, StorageStack
 
 STAGE_PREFIX = "SageBert-"
 
 
 class SageBertStage(Stage):
     """Composes the stage's stacks: Storage (stateful), Serving (model + endpoint) and, when the
-    config has an `api` section, Api (the front door)."""
+    config has the section, Api (the front door, `api`) and Batch (scheduled batch transform, `batch`)."""
 
     def __init__(self, scope: Construct, name: str, *, config: StageConfig, base_dir: Path, **kwargs: Any) -> None:
         env = None
@@ -45,6 +45,16 @@ class SageBertStage(Stage):
                 endpoint=self.serving.endpoint,
                 key=self.storage.store.key,
                 description=f"sagebert {name}: API front door (API Gateway + Lambda) for the endpoint",
+            )
+        self.batch: BatchStack | None = None
+        if config.batch is not None:
+            self.batch = BatchStack(
+                self,
+                "Batch",
+                settings=config.batch,
+                model=self.serving.model,
+                store=self.storage.store,
+                description=f"sagebert {name}: scheduled batch transform (EventBridge Scheduler + Step Functions)",
             )
         Tags.of(self).add("sagebert:stage", name)
         for key, value in sorted(config.tags.items()):

@@ -40,6 +40,7 @@ def test_one_stage_per_config_file(assembly: CloudAssembly) -> None:
     configs = load_all(ROOT / "config")
     for stage in ("dev", "staging", "prod"):
         expected = {"Storage", "Serving"} | ({"Api"} if configs[stage].api is not None else set())
+        expected |= {"Batch"} if configs[stage].batch is not None else set()
         assert set(templates(assembly, stage)) == expected
 
 
@@ -68,6 +69,11 @@ def test_no_physical_names_on_replaceable_resources(assembly: CloudAssembly) -> 
         "AWS::ApiGateway::ApiKey": "Name",
         "AWS::ApiGateway::UsagePlan": "UsagePlanName",
         "AWS::WAFv2::WebACL": "Name",
+        "AWS::StepFunctions::StateMachine": "StateMachineName",
+        "AWS::SNS::Topic": "TopicName",
+        "AWS::SQS::Queue": "QueueName",
+        "AWS::Scheduler::Schedule": "Name",
+        "AWS::CloudWatch::Alarm": "AlarmName",
     }
     for stage in ("dev", "staging", "prod"):
         for template in templates(assembly, stage).values():
@@ -80,7 +86,7 @@ def test_cfn_lint_finds_nothing(assembly: CloudAssembly) -> None:
     files = [Path(assembly.directory) / f"assembly-SageBert-{s}" for s in ("dev", "staging", "prod")]
     template_files = sorted(p for folder in files for p in folder.glob("*.template.json"))
     stacks = sum(len(templates(assembly, s)) for s in ("dev", "staging", "prod"))
-    assert len(template_files) == stacks == 9  # Storage, Serving and Api in each stage
+    assert len(template_files) == stacks == 11  # Storage, Serving and Api in each stage; Batch in dev and prod
     assert synth_report.run_cfn_lint(template_files) == 0
 
 
@@ -193,6 +199,77 @@ def test_every_api_option_passes_the_gates(default_artifact: Path, tmp_path: Pat
     assert not list(resources(cognito["Api"], "AWS::ApiGateway::Account"))
     (authorizer,) = resources(cognito["Api"], "AWS::ApiGateway::Authorizer")
     assert authorizer["Properties"]["Type"] == "COGNITO_USER_POOLS"
+    template_files = sorted(out.glob("assembly-SageBert-*/*.template.json"))
+    assert len(template_files) == 6
+    assert synth_report.run_cfn_lint(template_files) == 0
+
+
+def test_batch_stages_keep_their_invariants(assembly: CloudAssembly) -> None:
+    # dev and prod run scheduled batch transform (prod: 2 x ml.c6i.xlarge, bad lines marked); staging does not.
+    for stage, instance_type, count in (("dev", "ml.c6i.large", 1), ("prod", "ml.c6i.xlarge", 2)):
+        stacks = templates(assembly, stage)
+        batch = stacks["Batch"]
+        (machine,) = resources(batch, "AWS::StepFunctions::StateMachine")
+        assert machine["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
+        assert machine["Properties"]["LoggingConfiguration"]["IncludeExecutionData"] is False
+        definition = json.dumps(machine["Properties"]["DefinitionString"])
+        assert f'\\"InstanceType\\":\\"{instance_type}\\",\\"InstanceCount\\":{count}' in definition
+        assert '\\"SAGEBERT_BAD_LINES\\":\\"mark\\"' in definition
+        assert "createTransformJob.sync" in definition and "AmazonSageMakerFullAccess" not in json.dumps(batch)
+        (schedule,) = resources(batch, "AWS::Scheduler::Schedule")
+        assert schedule["Properties"]["ScheduleExpression"] == "cron(0 2 * * ? *)"
+        assert set(batch["Outputs"]) == {"StateMachineArn", "AlarmTopicArn", "DeadLetterQueueUrl"}
+        assert {"BatchInputPrefix", "BatchOutputPrefix"} <= set(stacks["Storage"]["Outputs"])
+        assert not list(resources(batch, "AWS::IAM::Policy"))  # customer-managed policies only
+        # The transform job runs as the model's role: it may read the input and write the output prefix.
+        (model_policy,) = resources(stacks["Serving"], "AWS::IAM::ManagedPolicy")
+        sids = {st["Sid"] for st in model_policy["Properties"]["PolicyDocument"]["Statement"]}
+        assert {"ListBatchInput", "ReadBatchInput", "WriteBatchOutput", "BatchDataKey"} <= sids
+    staging = templates(assembly, "staging")
+    assert "Batch" not in staging and "BatchInputPrefix" not in staging["Storage"]["Outputs"]
+    (staging_policy,) = resources(staging["Serving"], "AWS::IAM::ManagedPolicy")
+    assert "ReadBatchInput" not in json.dumps(staging_policy)
+
+
+def test_every_batch_option_passes_the_gates(default_artifact: Path, tmp_path: Path) -> None:
+    # Given a pinned stage with a daylight-saving time zone, custom prefixes, an alarm email, extra
+    # environment and every limit at its edge, and an environment-agnostic stage on a Hub model,
+    # when the app is synthesized, then no nag finding is left unacknowledged and cfn-lint is clean.
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (config_dir / "eu.yaml").write_text(
+        "account: '111122223333'\nregion: eu-west-1\n"
+        "batch:\n"
+        "  schedule: cron(15 3 ? * MON-FRI *)\n"
+        "  timezone: Europe/Berlin\n"
+        "  input_prefix: jobs/in/\n"
+        "  output_prefix: jobs/out/\n"
+        "  instance_type: ml.m6i.2xlarge\n"
+        "  instance_count: 4\n"
+        "  max_payload_mb: 10\n"
+        "  max_concurrent_transforms: 10\n"
+        "  environment: {SAGEBERT_THREADS: '2'}\n"
+        "  bad_lines: fail\n"
+        "  capacity_retries: 10\n"
+        "  retry_attempts: 185\n"
+        "  max_event_age_s: 86400\n"
+        "  alarm_email: ml-oncall@example.com\n",
+        encoding="utf-8",
+    )
+    (config_dir / "hub.yaml").write_text(
+        "model: {source: hub, model_id: distilbert-base-uncased-finetuned-sst-2-english, task: text-classification}\n"
+        "batch: {timezone: America/New_York}\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    assembly = build_app(config_dir=config_dir, outdir=str(out)).synth()
+    assert synth_report.nag_failures(out) == []
+    eu = templates(assembly, "eu")
+    assert set(eu) == {"Storage", "Serving", "Batch"}
+    (subscription,) = resources(eu["Batch"], "AWS::SNS::Subscription")
+    assert subscription["Properties"]["Endpoint"] == "ml-oncall@example.com"
+    (schedule,) = resources(eu["Batch"], "AWS::Scheduler::Schedule")
+    assert schedule["Properties"]["ScheduleExpressionTimezone"] == "Europe/Berlin"
     template_files = sorted(out.glob("assembly-SageBert-*/*.template.json"))
     assert len(template_files) == 6
     assert synth_report.run_cfn_lint(template_files) == 0

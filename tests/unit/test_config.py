@@ -211,3 +211,88 @@ def test_stage_file_names(tmp_path: Path) -> None:
     write(tmp_path, "", name="Prod_EU.yaml")
     with pytest.raises(ConfigError, match=r"Prod_EU\.yaml: the file name is the stage name"):
         load_all(tmp_path)
+
+
+def test_batch_section_defaults_and_committed_stages(repo_root: Path, tmp_path: Path) -> None:
+    assert load_stage_config(write(tmp_path, "")).batch is None  # absent: no batch stack
+    batch = load_stage_config(write(tmp_path, "batch: {}")).batch
+    assert batch is not None
+    assert (batch.schedule, batch.timezone) == ("cron(0 2 * * ? *)", "UTC")
+    assert (batch.input_prefix, batch.output_prefix) == ("batch/input/", "batch/output/")
+    assert (batch.instance_type, batch.instance_count, batch.max_payload_mb) == ("ml.c6i.xlarge", 1, 6)
+    assert (batch.max_concurrent_transforms, batch.invocation_timeout_s, batch.invocation_max_retries) == (0, 600, 3)
+    assert (batch.retry_attempts, batch.max_event_age_s, batch.capacity_retries) == (2, 3600, 3)
+    assert batch.environment == {} and batch.bad_lines == "mark" and batch.alarm_email is None
+    assert batch.container_environment == {"SAGEBERT_BAD_LINES": "mark"}
+    stages = load_all(repo_root / "config")
+    dev, staging, prod = (stages[name].batch for name in ("dev", "staging", "prod"))
+    assert dev is not None and (dev.instance_type, dev.instance_count) == ("ml.c6i.large", 1)
+    assert prod is not None
+    assert (prod.instance_type, prod.instance_count, prod.bad_lines) == ("ml.c6i.xlarge", 2, "mark")
+    assert staging is None
+
+
+def test_batch_options_that_fit_are_accepted(tmp_path: Path) -> None:
+    config = load_stage_config(
+        write(
+            tmp_path,
+            "batch: {schedule: 'cron(0/30 8-17 ? * MON-FRI *)', timezone: America/St_Johns, input_prefix: a/b/, "
+            "output_prefix: a/c/, instance_type: ml.m6i.4xlarge, max_payload_mb: 10, max_concurrent_transforms: 10, "
+            "environment: {SAGEBERT_THREADS: '1'}, bad_lines: fail, capacity_retries: 10, "
+            "alarm_email: ml-oncall@example.com}",
+        )
+    )
+    assert config.batch is not None
+    assert config.batch.container_environment == {"SAGEBERT_THREADS": "1", "SAGEBERT_BAD_LINES": "fail"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("batch: {schedule: 'cron(0 2 * * *)'}", ["batch.schedule = 'cron(0 2 * * *)'", "six fields"]),
+        ("batch: {schedule: 'rate(1 day)'}", ["batch.schedule = 'rate(1 day)'", "cron(minutes hours"]),
+        ("batch: {schedule: 'cron(0 2 * * 1 *)'}", ["exactly one of day-of-month ('*') and day-of-week ('1')"]),
+        ("batch: {schedule: 'cron(0 2 ? * ? *)'}", ["exactly one of day-of-month ('?')"]),
+        ("batch: {schedule: 'cron(0 2 $ * ? *)'}", ["the day-of-month field '$'"]),
+        ("batch: {timezone: Mars/Olympus}", ["batch.timezone = 'Mars/Olympus'", "IANA", "Europe/Berlin"]),
+        ("batch: {timezone: CET+1}", ["batch.timezone = 'CET+1'"]),
+        ("batch: {input_prefix: batch/input}", ["batch.input_prefix = 'batch/input'", "pattern"]),
+        ("batch: {input_prefix: /batch/input/}", ["batch.input_prefix = '/batch/input/'"]),
+        ("batch: {output_prefix: 'batch/*/'}", ["batch.output_prefix = 'batch/*/'"]),
+        ("batch: {output_prefix: batch//}", ["batch.output_prefix = 'batch//'"]),
+        ("batch: {input_prefix: batch/, output_prefix: batch/out/}", ["overlap", "'batch/'", "'batch/out/'"]),
+        ("batch: {input_prefix: same/, output_prefix: same/}", ["overlap"]),
+        ("batch: {instance_type: ml.g5.xlarge}", ["batch.instance_type = 'ml.g5.xlarge'", "c6i"]),
+        ("batch: {instance_type: ml.c6i.huge}", ["batch.instance_type = 'ml.c6i.huge'"]),
+        ("batch: {instance_count: 0}", ["batch.instance_count", "greater than or equal to 1"]),
+        ("batch: {instance_count: 101}", ["batch.instance_count", "less than or equal to 100"]),
+        ("batch: {max_payload_mb: 0}", ["batch.max_payload_mb", "greater than or equal to 1"]),
+        ("batch: {max_payload_mb: 101}", ["batch.max_payload_mb", "less than or equal to 100"]),
+        ("batch: {max_concurrent_transforms: -1}", ["batch.max_concurrent_transforms"]),
+        (
+            "batch: {max_concurrent_transforms: 20, max_payload_mb: 6}",
+            ["20 * 6 = 120", "over SageMaker's 100 MB", "max_concurrent_transforms: 0"],
+        ),
+        ("batch: {invocation_timeout_s: 0}", ["batch.invocation_timeout_s", "greater than or equal to 1"]),
+        ("batch: {invocation_timeout_s: 3601}", ["batch.invocation_timeout_s", "less than or equal to 3600"]),
+        ("batch: {invocation_max_retries: 4}", ["batch.invocation_max_retries", "less than or equal to 3"]),
+        ("batch: {environment: {1BAD: x}}", ["batch.environment: '1BAD' is not an environment variable name"]),
+        ("batch: {environment: {SAGEBERT_BAD_LINES: fail}}", ["sets SAGEBERT_BAD_LINES", "batch.bad_lines"]),
+        (
+            "batch: {environment: {" + ", ".join(f"V{i}: x" for i in range(16)) + "}}",
+            ["batch.environment has 16 variables", "at most 15"],
+        ),
+        ("batch: {environment: {A: 1}}", ["batch.environment.A", "valid string"]),
+        ("batch: {bad_lines: skip}", ["batch.bad_lines", "'skip'", "'mark' or 'fail'"]),
+        ("batch: {retry_attempts: 186}", ["batch.retry_attempts", "less than or equal to 185"]),
+        ("batch: {max_event_age_s: 59}", ["batch.max_event_age_s", "greater than or equal to 60"]),
+        ("batch: {max_event_age_s: 86401}", ["batch.max_event_age_s", "less than or equal to 86400"]),
+        ("batch: {capacity_retries: 11}", ["batch.capacity_retries", "less than or equal to 10"]),
+        ("batch: {alarm_email: oncall}", ["batch.alarm_email = 'oncall'"]),
+        ("batch: {cron: 'cron(0 2 * * ? *)'}", ["batch.cron", "unknown key", "allowed keys here: schedule"]),
+    ],
+)
+def test_bad_batch_settings_are_named(tmp_path: Path, text: str, expected: list[str]) -> None:
+    message = error_for(tmp_path, text)
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} not in:\n{message}"
