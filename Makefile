@@ -22,11 +22,11 @@ export AWS_EC2_METADATA_DISABLED := true
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-SYNTH_INPUTS := app.py cdk.json $(shell find infra config -type f -not -path '*/__pycache__/*' 2>/dev/null) $(ARTIFACT)
+SYNTH_INPUTS := app.py cdk.json $(shell find infra config lambdas -type f -not -path '*/__pycache__/*' 2>/dev/null) $(ARTIFACT)
 ARTIFACT_INPUTS := $(DEMO)/config.json model_code/inference.py sagebert/package.py sagebert/archive.py $(DATA)/test.jsonl
 TRAIN_INPUTS := model_code/train.py $(DATA)/train.jsonl $(DATA)/validation.jsonl $(DATA)/test.jsonl
 
-.PHONY: help setup synth test train dataset package serve bench bench-api batch-local openapi lint lock catalog clean
+.PHONY: help setup synth test train dataset package serve bench bench-api bench-batch batch-local openapi lint lock catalog clean
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ bench-api: $(SERVE_STAMP) $(ARTIFACT) ## the front door: cold init, overhead bey
 batch-local: $(SERVE_STAMP) $(ARTIFACT) ## a batch transform run here: make batch-local INPUT=in.jsonl OUTPUT=out.jsonl [BAD_LINES=fail]
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make batch-local INPUT=records.jsonl OUTPUT=predictions.jsonl [BAD_LINES=mark|fail]"; exit 2; }
 	$(PY) -m sagebert batch-local --input "$(INPUT)" --output "$(OUTPUT)" --bad-lines $(or $(BAD_LINES),mark)
+
+bench-batch: $(SERVE_STAMP) $(ARTIFACT) ## batch throughput: sagebert (MultiRecord JSON Lines) vs the stock handler, same records
+	$(PY) -m sagebert bench-batch
 
 openapi: $(VENV_STAMP) ## regenerate docs/openapi.json (and print the README's error table) from lambdas/front_door
 	$(PY) -m sagebert openapi

@@ -79,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     batch.add_argument("--port", type=int, default=23200, help="first of three local ports for the model server")
 
+    bench_batch_parser = commands.add_parser(
+        "bench-batch", help="batch throughput: sagebert vs the stock handler (make bench-batch)"
+    )
+    bench_batch_parser.add_argument("--records", type=int, default=6000, help="records per contender (default 6000)")
+    bench_batch_parser.add_argument("--port", type=int, default=23300, help="first of three local ports")
+
     catalog = commands.add_parser("catalog", help="regenerate infra/dlc_images.json from the sagemaker SDK")
     catalog.add_argument("--check", action="store_true", help="only compare; exit 1 when they differ")
 
@@ -152,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
                 bad_lines=args.bad_lines,
                 port=args.port,
             )
+        if args.command == "bench-batch":
+            from sagebert import bench_batch
+
+            return bench_batch.main(args.records, args.port)
         if args.command == "bench-api":
             from sagebert import bench_api
 

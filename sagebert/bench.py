@@ -127,7 +127,7 @@ def _group_rss_mb(pgid: int) -> float:
     return total_kb / 1024
 
 
-def _stock_archive(demo: Path, output: Path) -> Path:
+def stock_archive(demo: Path, output: Path) -> Path:
     """The model files alone, no code/: the toolkit then serves its default pipeline."""
     from sagebert.archive import build_archive, model_members
 
@@ -314,12 +314,12 @@ def main(threads: int, iterations: int, budget_s: float, port: int = 23000) -> i
         json.loads(line)["text"]
         for line in (REPO_ROOT / "data" / "sentiment" / "validation.jsonl").read_text(encoding="utf-8").splitlines()
     ]
-    stock_archive = _stock_archive(demo, OUT / "stock-model.tar.gz")
+    stock_archive_path = stock_archive(demo, OUT / "stock-model.tar.gz")
 
     server = []
     for contender in CONTENDERS:
         print(f"server: {contender} (model server defaults, up to {iterations} requests per length) ...", flush=True)
-        source = stock_archive if contender == "stock" else archive
+        source = stock_archive_path if contender == "stock" else archive
         server.append(_server_worker(contender, source, port, iterations, budget_s, texts, " ".join(LONG_SENTENCES)))
     in_process = []
     for contender in CONTENDERS:
