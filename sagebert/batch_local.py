@@ -90,19 +90,18 @@ class _Invoker:
 
     def __init__(self, port: int, content_type: str, timeout_s: float, retries: int) -> None:
         self.port, self.content_type, self.timeout_s, self.retries = port, content_type, timeout_s, retries
-        self.clients: dict[int, KeepAliveClient] = {}
+        self.local = threading.local()  # one keep-alive connection per worker thread
 
     def __call__(self, body: bytes) -> bytes:
-        ident = threading.get_ident()
         for attempt in range(self.retries + 1):
-            client = self.clients.get(ident) or KeepAliveClient(self.port, timeout_s=self.timeout_s)
-            self.clients[ident] = client
+            client = getattr(self.local, "client", None) or KeepAliveClient(self.port, timeout_s=self.timeout_s)
+            self.local.client = client
             try:
                 status, answer, _ = client.send(
                     "/invocations", body, {"Content-Type": self.content_type, "Accept": self.content_type}
                 )
             except (TimeoutError, OSError) as err:
-                self.clients.pop(ident, None)
+                self.local.client = None
                 if attempt == self.retries:
                     raise BatchError(f"the model did not answer: {err}") from None
                 continue

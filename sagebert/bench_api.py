@@ -13,6 +13,7 @@ Writes build/bench-api/results.json and build/bench-api/latency.png.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
+from sagebert import LAMBDA_ROOT, use_lambda_code_root
 from sagebert.bench import _p99
 from sagebert.local_api import PREDICT, STAGE, LocalApi, LocalContext, handler_environment, proxy_event
 from sagebert.serve import KeepAliveClient, LocalEndpoint
@@ -47,7 +49,7 @@ def cold_init_ms(runs: int, env: dict[str, str], probe: str = INIT_PROBE) -> lis
     times = []
     for _ in range(runs):
         done = subprocess.run(
-            [sys.executable, "-c", probe, str(REPO_ROOT / "lambdas")],
+            [sys.executable, "-c", probe, str(LAMBDA_ROOT)],
             env={**os.environ, **env, "PYTHONDONTWRITEBYTECODE": "1"},
             capture_output=True,
             text=True,
@@ -68,22 +70,14 @@ class _TimedClient:
         response = self.client.invoke_endpoint(**request)
         body = response["Body"].read()  # read here so the call's time includes the answer
         self.calls_ms.append(1000 * (time.perf_counter() - started))
-        response["Body"] = _Bytes(body)
+        response["Body"] = io.BytesIO(body)
         return response
-
-
-class _Bytes:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def read(self) -> bytes:
-        return self.data
 
 
 def handler_overhead_ms(endpoint: LocalEndpoint, iterations: int) -> dict[str, Any]:
     """Handler time minus InvokeEndpoint time, per request, for a short and a 64-text request."""
     os.environ.update(handler_environment(endpoint.url, endpoint.name, {"POWERTOOLS_METRICS_DISABLED": "false"}))
-    sys.path.insert(0, str(REPO_ROOT / "lambdas"))
+    use_lambda_code_root()
     import front_door.handler as handler
 
     timed = _TimedClient(handler.client)

@@ -24,10 +24,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from sagebert import use_lambda_code_root
 from sagebert.serve import wait_healthy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LAMBDA_ROOT = REPO_ROOT / "lambdas"
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024  # REST API payload limit
 STAGE = "api"
 PREDICT, HEALTH = "/v1/predict", "/v1/health"
@@ -87,7 +87,7 @@ def proxy_event(method: str, path: str, headers: dict[str, str], body: bytes, so
     }
 
 
-def _gateway_error(status: int, code: str, message: str) -> bytes:
+def _gateway_error(code: str, message: str) -> bytes:
     return json.dumps({"code": code, "message": message, "requestId": str(uuid.uuid4())}).encode()
 
 
@@ -115,7 +115,7 @@ def _handler_class(invoke: Any) -> type[BaseHTTPRequestHandler]:
                     self.rfile.read(min(1 << 20, length))
                     length -= 1 << 20
                 self.close_connection = True
-                self._send(413, _gateway_error(413, "PayloadTooLarge", "Request Too Long"), {})
+                self._send(413, _gateway_error("PayloadTooLarge", "Request Too Long"), {})
                 return
             body = self.rfile.read(length) if length else b""
             if method == "GET" and path == HEALTH:
@@ -126,7 +126,7 @@ def _handler_class(invoke: Any) -> type[BaseHTTPRequestHandler]:
                 response = invoke(event, LocalContext(event["requestContext"]["requestId"]))
                 self._send(response["statusCode"], response["body"].encode("utf-8"), response.get("headers") or {})
             else:
-                self._send(403, _gateway_error(403, "Forbidden", "Missing Authentication Token"), {})
+                self._send(403, _gateway_error("Forbidden", "Missing Authentication Token"), {})
 
         def do_GET(self) -> None:
             self._route("GET")
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="serve lambdas/front_door on 127.0.0.1 (see module docstring)")
     parser.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(LAMBDA_ROOT))  # Lambda's code root: the handler is front_door.handler
+    use_lambda_code_root()
     from front_door.handler import lambda_handler  # init: settings and the boto3 client, as in Lambda
 
     server = ThreadingHTTPServer(("127.0.0.1", args.port), _handler_class(lambda_handler))

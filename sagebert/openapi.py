@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sagebert import use_lambda_code_root
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT / "lambdas"))
+use_lambda_code_root()
 
 from front_door.contract import ERRORS, SCHEMA  # noqa: E402 (Lambda's code root is lambdas/)
 

@@ -288,3 +288,15 @@ def test_every_gateway_response_is_in_the_documented_error_table() -> None:
     codes = {kind.code for kind in contract.ERRORS}
     for response_type, status, code in GATEWAY_RESPONSES:
         assert (status, code) in documented if status else code in codes, response_type
+
+
+def test_the_front_doors_budget_and_defaults_are_the_configs() -> None:
+    # infra/ and lambdas/ may not import each other: the numbers live in both, this keeps them equal.
+    from front_door.settings import API_GATEWAY_BUDGET_S
+
+    from infra.config import LAMBDA_BUDGET_S, ApiSettings
+
+    config, lambda_side = ApiSettings(), Settings(endpoint_name=ENDPOINT)
+    assert API_GATEWAY_BUDGET_S == LAMBDA_BUDGET_S
+    for name in ("read_timeout_s", "connect_timeout_s", "max_attempts", "max_body_bytes"):
+        assert getattr(config, name) == getattr(lambda_side, name), name
