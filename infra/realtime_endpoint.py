@@ -28,6 +28,10 @@ class RealtimeEndpoint(Construct):
     ) -> None:
         super().__init__(scope, id_)
         self.variant_name = settings.variant_name
+        # What monitoring needs to know: every production variant, and which instance metrics exist.
+        self.variant_names: list[str] = [settings.variant_name]
+        self.has_instances: bool = True
+        self.gpu: bool = False
         self.config = sagemaker.CfnEndpointConfig(
             self,
             "Config",
