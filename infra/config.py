@@ -709,8 +709,12 @@ def load_stage_config(path: Path) -> StageConfig:
 
 
 def load_all(config_dir: Path) -> dict[str, StageConfig]:
-    """Every stage in config_dir, keyed by stage name (the file stem), in name order."""
-    files = sorted(config_dir.glob("*.yaml"))
+    """Every stage in config_dir, keyed by stage name (the file stem), in name order.
+
+    `pipeline` is a reserved name, not a stage: config/pipeline.yaml holds the promotion pipeline's
+    settings (infra/pipeline_config.py) and is skipped here.
+    """
+    files = sorted(file for file in config_dir.glob("*.yaml") if file.stem != "pipeline")
     if not files:
         raise ConfigError(f"{config_dir}: no stage files (*.yaml); add e.g. {config_dir}/dev.yaml.")
     stages: dict[str, StageConfig] = {}
@@ -718,7 +722,8 @@ def load_all(config_dir: Path) -> dict[str, StageConfig]:
         if not STAGE_NAME.match(file.stem):
             raise ConfigError(
                 f"{file}: the file name is the stage name and must match {STAGE_NAME.pattern} "
-                "(lower case letters, digits, dashes; up to 20 characters)."
+                "(lower case letters, digits, dashes; up to 20 characters; `pipeline` is reserved: "
+                "pipeline.yaml holds the promotion pipeline's settings and is never a stage)."
             )
         stages[file.stem] = load_stage_config(file)
     return stages
