@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from aws_cdk import Annotations, ArnFormat, Aws, CfnMapping, Stack, Token
@@ -10,15 +11,24 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra.compliance import acknowledge, acknowledge_resources
-from infra.config import BundledModel, HubModel, ModelSource, S3Model
+from infra.model_config import BundledModel, HubModel, ModelSource, S3Model
 from infra.image_catalog import DlcImage, Flavour
 
 # Log groups SageMaker creates for endpoints and transform jobs. The endpoint name is generated at
 # deploy time, after this role exists, so the role can only be scoped to the prefix.
 _LOG_GROUP_PREFIXES = ("/aws/sagemaker/Endpoints/", "/aws/sagemaker/TransformJobs/")
+
+
+@dataclass(frozen=True)
+class ModelVpc:
+    """Where the model's containers run in a VPC: private subnets and security groups."""
+
+    subnet_ids: list[str]
+    security_group_ids: list[str]
 
 
 class ArtifactMissingError(Exception):
@@ -42,7 +52,13 @@ class HuggingFaceModel(Construct):
         image: DlcImage,
         flavour: Flavour,
         base_dir: Path,
+        runtime: str | None = None,
+        network_isolation: bool | None = None,
+        vpc: ModelVpc | None = None,
     ) -> None:
+        """`runtime` sets SAGEBERT_RUNTIME (the handler mode of the compute profile); `network_isolation`
+        overrides the source's setting (serverless does not support isolation); `vpc` puts the model's
+        containers in those subnets and security groups."""
         super().__init__(scope, id_)
         stack = Stack.of(self)
         statements: list[iam.PolicyStatement] = []
@@ -90,6 +106,30 @@ class HuggingFaceModel(Construct):
                 "unchanged. Package it instead (model.source: bundled or s3).",
             )
 
+        if runtime is not None and not isinstance(source, HubModel):
+            # A Hub model runs the toolkit's own handler, which does not read this.
+            environment["SAGEBERT_RUNTIME"] = runtime
+        if vpc is not None:
+            statements.append(
+                iam.PolicyStatement(
+                    sid="VpcNetworkInterfaces",
+                    # SageMaker creates the containers' network interfaces in the VPC as this role. The
+                    # Describe* and CreateNetworkInterface calls have no resource-level scoping that survives
+                    # SageMaker's generated names; the VPC condition keeps the interfaces in this VPC.
+                    actions=[
+                        "ec2:CreateNetworkInterface",
+                        "ec2:CreateNetworkInterfacePermission",
+                        "ec2:DeleteNetworkInterface",
+                        "ec2:DeleteNetworkInterfacePermission",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DescribeVpcs",
+                        "ec2:DescribeDhcpOptions",
+                        "ec2:DescribeSubnets",
+                        "ec2:DescribeSecurityGroups",
+                    ],
+                    resources=["*"],
+                )
+            )
         image_uri, repository_arn = _image(self, image, flavour)
         statements += [
             iam.PolicyStatement(
@@ -127,7 +167,12 @@ class HuggingFaceModel(Construct):
             self,
             "Model",
             execution_role_arn=self.role.role_arn,
-            enable_network_isolation=source.network_isolation,
+            enable_network_isolation=source.network_isolation if network_isolation is None else network_isolation,
+            vpc_config=sagemaker.CfnModel.VpcConfigProperty(
+                subnets=vpc.subnet_ids, security_group_ids=vpc.security_group_ids
+            )
+            if vpc is not None
+            else None,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=image_uri,
                 model_data_url=model_data_url,
@@ -138,7 +183,13 @@ class HuggingFaceModel(Construct):
             self.policy,
             "AwsSolutions-IAM5[Resource::*]",
             "ecr:GetAuthorizationToken supports no resource-level permissions; image pulls are "
-            "limited to the one DLC repository ARN.",
+            "limited to the one DLC repository ARN."
+            + (
+                " The EC2 network-interface actions SageMaker needs to place the containers in the VPC take no "
+                "resource scoping that works with SageMaker's generated interface names."
+                if vpc is not None
+                else ""
+            ),
         )
         for prefix in _LOG_GROUP_PREFIXES:
             acknowledge(
@@ -150,6 +201,54 @@ class HuggingFaceModel(Construct):
         # CloudFormation must not create the model before its role can read the model data.
         self.model.node.add_dependency(self.policy)
         self.model_name: str = self.model.attr_model_name
+
+    def grant_endpoint_io(
+        self,
+        *,
+        bucket: s3.IBucket,
+        key: kms.IKey,
+        read_prefixes: list[str],
+        write_prefixes: list[str],
+        topics: list[sns.ITopic],
+    ) -> None:
+        """What the endpoint does as this role: write captured data and async answers under `write_prefixes`,
+        read async requests under `read_prefixes`, publish async notifications to `topics`."""
+        statements: list[iam.PolicyStatement] = []
+        objects: list[str] = []
+        if read_prefixes:
+            arns = [bucket.arn_for_objects(f"{p}*") for p in read_prefixes]
+            objects += arns
+            statements.append(iam.PolicyStatement(sid="ReadEndpointInput", actions=["s3:GetObject"], resources=arns))
+        if write_prefixes:
+            arns = [bucket.arn_for_objects(f"{p}*") for p in write_prefixes]
+            objects += arns
+            statements.append(
+                iam.PolicyStatement(
+                    sid="WriteEndpointOutput", actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=arns
+                )
+            )
+        if read_prefixes or write_prefixes:
+            statements.append(
+                iam.PolicyStatement(
+                    sid="EndpointDataKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]
+                )
+            )
+        if topics:
+            statements.append(
+                iam.PolicyStatement(
+                    sid="PublishAsyncNotifications", actions=["sns:Publish"], resources=[t.topic_arn for t in topics]
+                )
+            )
+        if not statements:
+            return
+        self.policy.add_statements(*statements)
+        acknowledge_resources(
+            self.policy,
+            "AwsSolutions-IAM5",
+            objects,
+            "The endpoint writes captured requests and async answers, and reads async requests, under object keys "
+            "SageMaker or the caller name at run time; the grant is limited to those prefixes of the stage bucket.",
+        )
 
     def grant_batch_io(self, *, bucket: s3.IBucket, input_prefix: str, output_prefix: str, key: kms.IKey) -> None:
         """Let transform jobs on this model (they run as its execution role) list and read the objects under

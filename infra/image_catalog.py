@@ -15,7 +15,9 @@ from typing import Any, Literal
 
 CATALOG_FILE = Path(__file__).with_name("dlc_images.json")
 
-Flavour = Literal["cpu", "gpu"]
+# cpu and gpu share one repository per version; neuronx (Inferentia2) images have their own repository,
+# PyTorch and Python versions, and fewer regions.
+Flavour = Literal["cpu", "gpu", "neuronx"]
 
 
 @dataclass(frozen=True)
@@ -49,12 +51,16 @@ def images() -> list[DlcImage]:
     return [DlcImage(**entry) for entry in _load()["images"]]
 
 
+def _cpu_gpu_images() -> list[DlcImage]:
+    return [image for image in images() if "cpu" in image.tags]
+
+
 def find(transformers_version: str, pytorch_version: str) -> DlcImage:
-    """The image for these versions; ValueError listing the known pairs when there is none."""
-    for image in images():
+    """The CPU/GPU image for these versions; ValueError listing the known pairs when there is none."""
+    for image in _cpu_gpu_images():
         if (image.transformers_version, image.pytorch_version) == (transformers_version, pytorch_version):
             return image
-    known = ", ".join(f"transformers {i.transformers_version} + pytorch {i.pytorch_version}" for i in images())
+    known = ", ".join(f"transformers {i.transformers_version} + pytorch {i.pytorch_version}" for i in _cpu_gpu_images())
     raise ValueError(
         f"no Hugging Face inference image for transformers {transformers_version!r} with pytorch "
         f"{pytorch_version!r}; the catalog has: {known}. Use full versions (4.51.3, not 4.51), or "
@@ -62,7 +68,21 @@ def find(transformers_version: str, pytorch_version: str) -> DlcImage:
     )
 
 
+def find_neuron(transformers_version: str) -> DlcImage:
+    """The Inferentia2 (neuronx) image for this transformers version; ValueError naming the known ones."""
+    found = [
+        image for image in images() if "neuronx" in image.tags and image.transformers_version == transformers_version
+    ]
+    if found:
+        return found[-1]  # the newest PyTorch for this version (the catalog is sorted)
+    known = sorted({i.transformers_version for i in images() if "neuronx" in i.tags})
+    raise ValueError(
+        f"no Hugging Face Neuron (Inferentia2) inference image for transformers {transformers_version!r}; the catalog "
+        f"has: {', '.join(known)}. Set model.container.transformers_version to one of them."
+    )
+
+
 def regions() -> frozenset[str]:
-    """Regions where every catalogued image has a registry."""
-    sets = [frozenset(image.registries) for image in images()]
+    """Regions where every catalogued CPU/GPU image has a registry."""
+    sets = [frozenset(image.registries) for image in _cpu_gpu_images()]
     return frozenset.intersection(*sets) if sets else frozenset()

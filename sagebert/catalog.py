@@ -80,7 +80,55 @@ def generate() -> dict[str, Any]:
                     "registries": registries,
                 }
             )
-    return {"generated_from": f"sagemaker {sdk_version} image_uri_config/huggingface.json", "images": entries}
+    entries += _neuron_entries(image_uris)
+    return {
+        "generated_from": f"sagemaker {sdk_version} image_uri_config/huggingface.json and huggingface-neuronx.json",
+        "images": entries,
+    }
+
+
+def _neuron_entries(image_uris: Any) -> list[dict[str, Any]]:
+    """The Inferentia2 (neuronx) inference images for the catalogued transformers versions. They have their
+    own repository, PyTorch and Python versions, and fewer regions than the CPU/GPU images."""
+    config = image_uris.config_for_framework("huggingface-neuronx")["inference"]
+    entries = []
+    for transformers_version in CATALOGUED_TRANSFORMERS:
+        version_config = config["versions"].get(transformers_version)
+        if version_config is None:
+            continue
+        for base, spec in sorted(version_config.items()):
+            if not base.startswith("pytorch"):
+                continue
+            registries: dict[str, str] = {}
+            tag = ""
+            for region in sorted(r for r in spec["registries"] if not NON_COMMERCIAL.match(r)):
+                uri = image_uris.retrieve(
+                    "huggingface",
+                    region=region,
+                    version=transformers_version,
+                    base_framework_version=base,
+                    image_scope="inference",
+                    instance_type="ml.inf2.xlarge",
+                    inference_tool="neuronx",
+                )
+                match = _URI.match(uri)
+                if not match or match["repo"] != spec["repository"] or match["region"] != region:
+                    raise RuntimeError(f"unexpected image URI from the SDK: {uri}")
+                if tag and tag != match["tag"]:
+                    raise RuntimeError(f"neuronx tag differs by region: {uri} vs {tag}")
+                tag = match["tag"]
+                registries[region] = match["account"]
+            entries.append(
+                {
+                    "transformers_version": transformers_version,
+                    "pytorch_version": base.removeprefix("pytorch"),
+                    "py_version": spec["py_versions"][-1],
+                    "repository": spec["repository"],
+                    "tags": {"neuronx": tag},
+                    "registries": registries,
+                }
+            )
+    return entries
 
 
 def render(catalog: dict[str, Any]) -> str:

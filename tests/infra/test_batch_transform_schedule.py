@@ -37,9 +37,10 @@ from infra.batch_transform_schedule import (
     utc_offsets,
 )
 from infra.compliance import nag_spelling
-from infra.config import BatchSettings, S3Model
+from infra.config import BatchSettings
 from infra.hugging_face_model import HuggingFaceModel
 from infra.image_catalog import find
+from infra.model_config import S3Model
 
 MODEL_NAME = "sagebert-model-name"
 

@@ -9,14 +9,16 @@ import pytest
 from aws_cdk import App, Environment, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Annotations, Capture, Match, Template
 
 from app import feature_flags
 from infra import image_catalog
 from infra.artifact_store import ArtifactStore
-from infra.config import BundledModel, EndpointSettings, HubModel, S3Model
+from infra.endpoint_config import EndpointSettings
 from infra.hugging_face_model import ArtifactMissingError, HuggingFaceModel
-from infra.realtime_endpoint import RealtimeEndpoint
+from infra.model_config import BundledModel, HubModel, S3Model
+from infra.realtime_endpoint import RealtimeEndpoint, VariantModel
 
 IMAGE = image_catalog.find("4.51.3", "2.6.0")
 
@@ -203,7 +205,16 @@ def test_endpoint_is_encrypted_unnamed_and_sized_from_config() -> None:
     stack = bare_stack()
     key = kms.Key(stack, "Key", enable_key_rotation=True)
     settings = EndpointSettings(instance_type="ml.c6i.xlarge", instance_count=3, variant_name="Primary")
-    endpoint = RealtimeEndpoint(stack, "Endpoint", settings=settings, model_name="model-name", key=key)
+    endpoint = RealtimeEndpoint(
+        stack,
+        "Endpoint",
+        settings=settings,
+        endpoint_name="sagebert-test",
+        variants=[VariantModel("Primary", "model-name", "ml.c6i.xlarge", 3, 1.0)],
+        shadow=None,
+        key=key,
+        bucket=s3.Bucket(stack, "Bucket"),
+    )
     caller = iam.Role(stack, "Caller", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
     endpoint.grant_invoke(caller)
     template = Template.from_stack(stack)
@@ -223,13 +234,11 @@ def test_endpoint_is_encrypted_unnamed_and_sized_from_config() -> None:
             ],
         },
     )
-    # Generated names: an endpoint config is immutable and is replaced on every change.
-    for resource_type, name_key in (
-        ("AWS::SageMaker::EndpointConfig", "EndpointConfigName"),
-        ("AWS::SageMaker::Endpoint", "EndpointName"),
-    ):
-        for resource in template.find_resources(resource_type).values():
-            assert name_key not in resource["Properties"]
+    # A generated config name (a config is immutable and replaced on every change); a fixed endpoint name,
+    # which the rollback alarms watch.
+    for resource in template.find_resources("AWS::SageMaker::EndpointConfig").values():
+        assert "EndpointConfigName" not in resource["Properties"]
+    template.has_resource_properties("AWS::SageMaker::Endpoint", {"EndpointName": "sagebert-test"})
     template.has_resource_properties(
         "AWS::IAM::Policy",
         {

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from aws_cdk import App, Environment, Stack
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Annotations, Capture, Match, Template
 
 from app import feature_flags
-from infra.config import LOG_RETENTION_DAYS, ApiSettings, EndpointSettings
+from infra.config import LOG_RETENTION_DAYS, ApiSettings
+from infra.endpoint_config import EndpointSettings
 from infra.inference_api import (
     ACCESS_LOG_FIELDS,
     GATEWAY_RESPONSES,
@@ -24,7 +26,7 @@ from infra.inference_api import (
     SchemaError,
     to_json_schema,
 )
-from infra.realtime_endpoint import RealtimeEndpoint
+from infra.realtime_endpoint import RealtimeEndpoint, VariantModel
 
 POOL_ARN = "arn:aws:cognito-idp:eu-west-1:111122223333:userpool/eu-west-1_AbCdEf123"
 
@@ -33,7 +35,16 @@ def build(production: bool = False, region: str | None = None, **settings: Any) 
     env = Environment(account="111122223333", region=region) if region else None
     stack = Stack(App(context=feature_flags()), "Bare", env=env)
     key = kms.Key(stack, "Key", enable_key_rotation=True)
-    endpoint = RealtimeEndpoint(stack, "Endpoint", settings=EndpointSettings(), model_name="model-name", key=key)
+    endpoint = RealtimeEndpoint(
+        stack,
+        "Endpoint",
+        settings=EndpointSettings(),
+        endpoint_name="sagebert-test",
+        variants=[VariantModel("AllTraffic", "model-name", "ml.c6i.large", 1, 1.0)],
+        shadow=None,
+        key=key,
+        bucket=s3.Bucket(stack, "Bucket"),
+    )
     api = InferenceApi(
         stack,
         "FrontDoor",

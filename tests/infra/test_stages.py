@@ -62,7 +62,6 @@ def test_no_physical_names_on_replaceable_resources(assembly: CloudAssembly) -> 
     names = {
         "AWS::SageMaker::Model": "ModelName",
         "AWS::SageMaker::EndpointConfig": "EndpointConfigName",
-        "AWS::SageMaker::Endpoint": "EndpointName",
         "AWS::IAM::Role": "RoleName",
         "AWS::S3::Bucket": "BucketName",
         "AWS::Lambda::Function": "FunctionName",
@@ -80,6 +79,15 @@ def test_no_physical_names_on_replaceable_resources(assembly: CloudAssembly) -> 
             for resource_type, name_key in names.items():
                 for resource in resources(template, resource_type):
                     assert name_key not in resource["Properties"]
+    # The endpoint is the exception: updated in place (never replaced by a config change), and named so the
+    # rollback alarms its DeploymentConfig lists can watch it before it exists.
+    for stage in ("dev", "staging", "prod"):
+        names_found = [
+            resource["Properties"]["EndpointName"]
+            for template in templates(assembly, stage).values()
+            for resource in resources(template, "AWS::SageMaker::Endpoint")
+        ]
+        assert names_found == [f"sagebert-{stage}"]
 
 
 def test_cfn_lint_finds_nothing(assembly: CloudAssembly) -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import BundledModel, ConfigError, HubModel, S3Model, load_all, load_stage_config
+from infra.config import ConfigError, load_all, load_stage_config
+from infra.model_config import BundledModel, HubModel, S3Model
 
 
 def write(tmp_path: Path, text: str, name: str = "dev.yaml") -> Path:
