@@ -9,6 +9,10 @@ Runtimes (environment variable SAGEBERT_RUNTIME):
 - `onnx-int8`, `onnx-fp32`: ONNX Runtime on the CPU (fused graph; per-channel int8 weights).
 - `torch`: PyTorch (fp16 on CUDA, fp32 on CPU). Plain encoders (no classifier head) always use it
   and answer embeddings.
+- `neuron`: Inferentia2 through optimum-neuron, which the Hugging Face Neuron image ships. Neuron
+  runs static shapes: the graph is compiled when the worker starts (minutes) for one text of
+  SAGEBERT_NEURON_SEQUENCE_LENGTH tokens (default 128), so here each text is padded to that length
+  and longer ones are truncated to it. Classifiers only.
 The ONNX path imports only numpy, onnxruntime and tokenizers: no torch, no transformers, so a
 worker is ready in a fraction of a second.
 
@@ -46,7 +50,8 @@ ALLOWED_PARAMETERS = frozenset({"top_k"})
 
 JSON = "application/json"
 JSONL = ("application/jsonlines", "application/x-jsonlines", "application/jsonl")
-RUNTIMES = ("auto", "onnx-int8", "onnx-fp32", "torch")
+RUNTIMES = ("auto", "onnx-int8", "onnx-fp32", "torch", "neuron")
+NEURON_SEQUENCE_LENGTH = 128
 INT8_GRAPH, FP32_GRAPH = "model.int8.onnx", "model.fp32.onnx"
 
 
@@ -91,7 +96,7 @@ def choose_runtime(model_dir: Path, requested: str | None = None) -> str:
             return "torch"
         return "onnx-int8" if (model_dir / INT8_GRAPH).is_file() else "torch"
     graph = INT8_GRAPH if runtime == "onnx-int8" else FP32_GRAPH
-    if runtime != "torch" and not (model_dir / graph).is_file():
+    if runtime.startswith("onnx") and not (model_dir / graph).is_file():
         raise ValueError(f"SAGEBERT_RUNTIME={runtime} needs {graph} in the archive; build it with `make package`.")
     return runtime
 
@@ -107,6 +112,10 @@ def model_fn(model_dir: str, context: Any = None) -> Any:
         if labels is None:
             raise ValueError(f"{model_dir}: the ONNX runtimes serve classifiers; this model has no classifier head.")
         return OnnxModel(folder, runtime, labels, thread_count())
+    if runtime == "neuron":
+        if labels is None:
+            raise ValueError(f"{model_dir}: SAGEBERT_RUNTIME=neuron serves classifiers; this model has no classifier head.")
+        return NeuronModel(folder, labels, config)
     return TorchModel(folder, labels, thread_count())
 
 
@@ -204,6 +213,43 @@ class TorchModel:
         pooled = (output.last_hidden_state * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
         normalised = self.torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
         return np.asarray(normalised.cpu().numpy())
+
+
+class NeuronModel:
+    """Inferentia2: optimum-neuron compiles the classifier for batch 1 and a fixed sequence length."""
+
+    def __init__(self, folder: Path, labels: list[str], config: dict[str, Any]) -> None:
+        try:
+            from optimum.neuron import NeuronModelForSequenceClassification
+        except ImportError as err:
+            raise ValueError(
+                "SAGEBERT_RUNTIME=neuron needs optimum-neuron, which the Hugging Face Neuron (Inferentia2) image "
+                "ships; deploy with endpoint.compute: inferentia, or use another runtime here."
+            ) from err
+        from transformers import AutoTokenizer
+
+        self.runtime, self.labels = "neuron", labels
+        self.length = int(os.environ.get("SAGEBERT_NEURON_SEQUENCE_LENGTH") or NEURON_SEQUENCE_LENGTH)
+        if "neuron" in config:  # already compiled (optimum-cli export neuron): load as is
+            self.model = NeuronModelForSequenceClassification.from_pretrained(folder)
+            self.length = int(config["neuron"].get("static_sequence_length", self.length))
+        else:
+            self.model = NeuronModelForSequenceClassification.from_pretrained(
+                folder, export=True, batch_size=1, sequence_length=self.length
+            )
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+        for index, text in enumerate(texts):  # the compiled graph takes one text of a fixed length
+            encoded = self.tokenizer(
+                [text], padding="max_length", truncation=True, max_length=self.length, return_tensors="pt"
+            )
+            out[index] = self.model(**encoded).logits[0].float().numpy()
+        return out
+
+    def embeddings(self, texts: list[str]) -> np.ndarray:
+        raise InputError("SAGEBERT_RUNTIME=neuron serves classifiers only.")
 
 
 def micro_batches(lengths: list[int], size: int = MICRO_BATCH) -> list[list[int]]:

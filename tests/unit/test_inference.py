@@ -175,8 +175,19 @@ def test_unsupported_accept_and_runtime(model_dir: Path, monkeypatch: pytest.Mon
     with pytest.raises(inference.InputError, match="accept 'text/html' is not supported"):
         inference.output_fn([], "text/html")
     monkeypatch.setenv("SAGEBERT_RUNTIME", "tensorrt")
-    with pytest.raises(ValueError, match="allowed: auto, onnx-int8, onnx-fp32, torch"):
+    with pytest.raises(ValueError, match="allowed: auto, onnx-int8, onnx-fp32, torch, neuron"):
         inference.choose_runtime(model_dir)
+
+
+def test_neuron_runtime_outside_the_neuron_image_says_where_it_runs(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given SAGEBERT_RUNTIME=neuron (what compute: inferentia sets) where optimum-neuron is missing,
+    # when the worker loads the model, then it fails with a message naming the image it needs.
+    monkeypatch.setenv("SAGEBERT_RUNTIME", "neuron")
+    assert inference.choose_runtime(model_dir) == "neuron"
+    with pytest.raises(ValueError, match="Hugging Face Neuron \\(Inferentia2\\) image"):
+        inference.model_fn(str(model_dir))
 
 
 def test_threads_never_oversubscribe(monkeypatch: pytest.MonkeyPatch) -> None:
