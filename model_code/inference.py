@@ -114,7 +114,9 @@ def model_fn(model_dir: str, context: Any = None) -> Any:
         return OnnxModel(folder, runtime, labels, thread_count())
     if runtime == "neuron":
         if labels is None:
-            raise ValueError(f"{model_dir}: SAGEBERT_RUNTIME=neuron serves classifiers; this model has no classifier head.")
+            raise ValueError(
+                f"{model_dir}: SAGEBERT_RUNTIME=neuron serves classifiers; this model has no classifier head."
+            )
         return NeuronModel(folder, labels, config)
     return TorchModel(folder, labels, thread_count())
 
