@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from infra import image_catalog
+from infra.traffic_config import TrafficSettings
 
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
@@ -645,6 +646,11 @@ class StageConfig(_Strict):
     api: ApiSettings | None = Field(None, description="The API front door for the endpoint (absent: no API stack).")
     batch: BatchSettings | None = Field(
         None, description="Scheduled batch transform on the stage's model (absent: no batch stack)."
+    )
+    traffic: TrafficSettings | None = Field(
+        None,
+        description="Expected load, for the cost report only (`make cost`): requests per month, texts per request, "
+        "peak rate, batch records per run (absent: the report prices the deployed resources only).",
     )
     tags: dict[str, str] = Field(default_factory=dict, description="Tags added to every resource of the stage.")
 
