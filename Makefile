@@ -26,7 +26,7 @@ SYNTH_INPUTS := app.py cdk.json $(shell find infra config lambdas -type f -not -
 ARTIFACT_INPUTS := $(DEMO)/config.json model_code/inference.py sagebert/package.py sagebert/archive.py $(DATA)/test.jsonl
 TRAIN_INPUTS := model_code/train.py $(DATA)/train.jsonl $(DATA)/validation.jsonl $(DATA)/test.jsonl
 
-.PHONY: help setup synth test train dataset package serve bench bench-api bench-batch batch-local openapi lint lock catalog clean
+.PHONY: help setup synth test train dataset package serve bench bench-api bench-batch batch-local cost openapi lint lock catalog clean
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ batch-local: $(SERVE_STAMP) $(ARTIFACT) ## a batch transform run here: make batc
 
 bench-batch: $(SERVE_STAMP) $(ARTIFACT) ## batch throughput: sagebert (MultiRecord JSON Lines) vs the stock handler, same records
 	$(PY) -m sagebert bench-batch
+
+cost: $(VENV_STAMP) ## monthly cost per stage from infra/prices.json and the measured throughput, with a recommendation
+	$(PY) -m sagebert cost
 
 openapi: $(VENV_STAMP) ## regenerate docs/openapi.json (and print the README's error table) from lambdas/front_door
 	$(PY) -m sagebert openapi

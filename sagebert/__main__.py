@@ -107,6 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     openapi = commands.add_parser("openapi", help="write docs/openapi.json from the front door's contract")
     openapi.add_argument("--check", action="store_true", help="only compare; exit 1 when it is stale")
 
+    cost = commands.add_parser(
+        "cost", help="monthly cost per stage, cost per million predictions, a recommendation (make cost)"
+    )
+    cost.add_argument("--stage", help="only this stage (default: every config/*.yaml)")
+    cost.add_argument("--json", type=Path, default=None, help="also write the report as JSON to this path")
+    cost.add_argument("--config-dir", type=Path, default=Path("config"), help=argparse.SUPPRESS)
+
     report = commands.add_parser("report", help="cfn-lint every synthesized template, print a per-stage summary")
     report.add_argument("--outdir", type=Path, default=Path("cdk.out"))
 
@@ -170,16 +177,21 @@ def main(argv: list[str] | None = None) -> int:
             from sagebert import openapi as openapi_module
 
             return openapi_module.main(args.check)
+        if args.command == "cost":
+            from sagebert import cost as cost_module
+
+            return cost_module.main(args.config_dir, args.stage, args.json)
         from sagebert import synth_report
 
         return synth_report.main(args.outdir)
     except Exception as err:  # a clear one-line error for the known failure kinds
         from infra.config import ConfigError
         from sagebert.archive import ArchiveError
+        from sagebert.cost import CostError
         from sagebert.dataset import DatasetError
         from sagebert.remote_training import RemoteTrainingError
 
-        if isinstance(err, ArchiveError | ConfigError | DatasetError | RemoteTrainingError):
+        if isinstance(err, ArchiveError | ConfigError | CostError | DatasetError | RemoteTrainingError):
             print(f"error: {err}", file=sys.stderr)
             return 1
         raise
