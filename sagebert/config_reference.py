@@ -41,6 +41,12 @@ def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, 
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             found.extend(rows(annotation, f"{key}."))
             continue
+        item = get_args(annotation)[0] if get_origin(annotation) is list else None
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            # A list of sections: one row for the list, then each item's keys under key[].
+            found.append((key, "list", _default(field), field.description or ""))
+            found.extend(rows(item, f"{key}[]."))
+            continue
         found.append((key, _type_name(annotation), _default(field), field.description or ""))
     return found
 

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from infra import compute_profiles
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CFN_LINT_CONFIG = REPO_ROOT / ".cfnlintrc.yaml"
@@ -25,15 +28,26 @@ class StageSummary:
     stacks: list[StackSummary]
 
     def endpoints(self) -> list[str]:
-        """'<instance type> x<count>' for every production variant of every endpoint config."""
+        """'<profile> <instance type> x<count>' (or 'serverless <MB> MB') for every production variant."""
         found = []
         for stack in self.stacks:
             template = json.loads(stack.template.read_text(encoding="utf-8"))
             for resource in template.get("Resources", {}).values():
                 if resource["Type"] == "AWS::SageMaker::EndpointConfig":
+                    is_async = "AsyncInferenceConfig" in resource["Properties"]
                     for variant in resource["Properties"]["ProductionVariants"]:
-                        found.append(f"{variant['InstanceType']} x{variant['InitialInstanceCount']}")
+                        found.append(_variant_summary(variant, is_async))
         return found
+
+
+def _variant_summary(variant: dict[str, Any], is_async: bool) -> str:
+    serverless = variant.get("ServerlessConfig")
+    if serverless is not None:
+        return f"serverless {serverless['MemorySizeInMB']} MB x{serverless['MaxConcurrency']} concurrent"
+    instance_type = variant["InstanceType"]
+    family = compute_profiles.family(instance_type)
+    profile = next((p.name for p in compute_profiles.PROFILES.values() if family in p.families), "?")
+    return f"{'async' if is_async else profile} {instance_type} x{variant['InitialInstanceCount']}"
 
 
 def read_assembly(outdir: Path) -> list[StageSummary]:
@@ -98,7 +112,7 @@ def render(stages: list[StageSummary]) -> str:
     for stage in stages:
         stacks = ", ".join(f"{s.name.split('/')[-1]} ({sum(s.resources.values())})" for s in stage.stacks)
         total = sum(sum(s.resources.values()) for s in stage.stacks)
-        endpoints = "; ".join(f"cpu {e}" for e in stage.endpoints()) or "-"
+        endpoints = "; ".join(stage.endpoints()) or "-"
         rows.append((stage.name, stacks, str(total), endpoints))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
