@@ -62,14 +62,15 @@ def test_sources_parse(tmp_path: Path) -> None:
         ("endpiont: {}", ["endpiont", "unknown key", "allowed keys here: account, region"]),
         (
             "endpoint: {instance_typ: ml.c6i.large}",
-            ["endpoint.instance_typ", "allowed keys here: compute, instance_type"],
+            ["endpoint.instance_typ", "allowed keys here: compute, name, instance_type"],
         ),
         ("model: {source: bundled, uri: s3://b/k.tar.gz}", ["model.uri", "allowed keys here: source, artifact"]),
         # wrong types and values: key, value, what is allowed
         ("endpoint: {instance_count: many}", ["endpoint.instance_count", "'many'", "valid integer"]),
         ("endpoint: {instance_count: 0}", ["endpoint.instance_count", "0", "greater than or equal to 1"]),
         ("endpoint: {instance_type: ml.g4dn.xlarge}", ["endpoint.instance_type", "ml.g4dn.xlarge", "c6i"]),
-        ("endpoint: {compute: elastic-inference}", ["endpoint.compute", "elastic-inference", "'cpu'"]),
+        ("endpoint: {compute: elastic-inference}", ["endpoint.compute", "elastic-inference", "end of life"]),
+        ("endpoint: {compute: tpu}", ["endpoint.compute", "'tpu'", "'cpu'", "'inferentia'"]),
         ("model: {source: ftp}", ["model", "ftp", "'bundled', 's3', 'hub'"]),
         (
             "model: {source: s3, uri: https://example.com/m.tar.gz}",
@@ -171,7 +172,7 @@ def test_api_options_that_fit_are_accepted(tmp_path: Path) -> None:
         ("api: {reserved_concurrency: 0}", ["api.reserved_concurrency", "greater than or equal to 1"]),
         ("api: {log_retention_days: 42}", ["api.log_retention_days = 42", "30", "3653"]),
         ("api: {target_variant: 'bad name!'}", ["api.target_variant", "'bad name!'"]),
-        ("api: {target_variant: Canary}", ["api.target_variant = 'Canary'", "endpoint.variant_name = 'AllTraffic'"]),
+        ("api: {target_variant: Canary}", ["api.target_variant = 'Canary'", "not a production variant of the endpoint (AllTraffic)"]),
         ("api: {stage_name: v2}", ["api.stage_name", "unknown key", "allowed keys here: auth"]),
     ],
 )
