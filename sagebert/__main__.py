@@ -107,6 +107,16 @@ def main(argv: list[str] | None = None) -> int:
     openapi = commands.add_parser("openapi", help="write docs/openapi.json from the front door's contract")
     openapi.add_argument("--check", action="store_true", help="only compare; exit 1 when it is stale")
 
+    smoke = commands.add_parser(
+        "smoke", help="one predict request to a deployed stage's API, answer checked (the pipeline's smoke test)"
+    )
+    smoke.add_argument("--url", required=True, help="the stage's ApiUrl output (POST /v1/predict)")
+    smoke.add_argument("--api-key-id", help="the stage's ApiKeyId output (auth: api_key); absent: SigV4 (auth: iam)")
+    smoke.add_argument("--region", help="the stage's region (default: the configured AWS region)")
+    smoke.add_argument("--role-arn", help="assume this role first (the stage account's smoke-test role)")
+    smoke.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer (default 30)")
+    smoke.add_argument("--attempts", type=int, default=3, help="tries on 5xx, 429 or no answer (default 3)")
+
     cost = commands.add_parser(
         "cost", help="monthly cost per stage, cost per million predictions, a recommendation (make cost)"
     )
@@ -177,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
             from sagebert import openapi as openapi_module
 
             return openapi_module.main(args.check)
+        if args.command == "smoke":
+            from sagebert import smoke as smoke_module
+
+            return smoke_module.main(
+                args.url, args.region, args.api_key_id, args.role_arn, timeout_s=args.timeout, attempts=args.attempts
+            )
         if args.command == "cost":
             from sagebert import cost as cost_module
 
