@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""CDK entry point: one SageBert-<stage> Stage per file in config/, compliance checks on all."""
+"""CDK entry point: one SageBert-<stage> Stage per file in config/, the promotion pipeline when
+config/pipeline.yaml enables it, compliance checks on all."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from aws_cdk import App
 from infra.compliance import add_compliance_checks
 from infra.config import ConfigError, load_all
 from infra.hugging_face_model import ArtifactMissingError
+from infra.pipeline_config import load_pipeline_config
+from infra.promotion_pipeline import PIPELINE_STACK, PipelineStack
 from infra.stage import SageBertStage
 
 ROOT = Path(__file__).resolve().parent
@@ -27,8 +30,22 @@ def build_app(config_dir: Path = ROOT / "config", outdir: str | None = None) -> 
     """The whole app. cdk.json's feature flags are applied here too, so tests and `python app.py`
     synthesize exactly what `cdk synth` does (the CLI's own context still takes precedence)."""
     app = App(context=feature_flags(), outdir=outdir)
-    for name, config in load_all(config_dir).items():
+    stages = load_all(config_dir)
+    pipeline = load_pipeline_config(config_dir, stages)
+    # The plain stages stay with the pipeline enabled: `cdk deploy 'SageBert-dev/*'` by hand keeps
+    # working. The pipeline's own copies are nested in its stack (other construct paths, the same
+    # CloudFormation stack names), so both routes update the same stacks in the stage's account.
+    for name, config in stages.items():
         SageBertStage(app, name, config=config, base_dir=ROOT)
+    if pipeline is not None and pipeline.enabled:
+        PipelineStack(
+            app,
+            PIPELINE_STACK,
+            config=pipeline,
+            stages=stages,
+            base_dir=ROOT,
+            description="sagebert: promotion pipeline (CDK Pipelines) dev -> staging -> approval -> prod",
+        )
     add_compliance_checks(app)
     return app
 

@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from infra.config import EMAIL, STAGE_NAME, ConfigError, StageConfig, _Strict, _walk
+from infra.config import EMAIL, STAGE_NAME, ConfigError, StageConfig, _walk
+from infra.schema import Strict
 
 PIPELINE_FILE = "pipeline.yaml"
 # GitHub's owner and repository names: letters, digits, '-', '_' and '.'.
@@ -31,7 +32,7 @@ ACCOUNT = r"^\d{12}$"
 REGION = r"^[a-z]{2}(-[a-z]+)+-\d$"
 
 
-class PipelineConfig(_Strict):
+class PipelineConfig(Strict):
     """The promotion pipeline (CDK Pipelines): source, the tooling account it lives in, the stages it promotes."""
 
     enabled: bool = Field(
@@ -49,9 +50,7 @@ class PipelineConfig(_Strict):
         description="ARN of the CodeStar (CodeConnections) connection to GitHub, created and authorized once in "
         "the console: arn:aws:codestar-connections:<region>:<account>:connection/<id> (or codeconnections).",
     )
-    account: str = Field(
-        pattern=ACCOUNT, description="Tooling account (12 digits) the pipeline itself is deployed to."
-    )
+    account: str = Field(pattern=ACCOUNT, description="Tooling account (12 digits) the pipeline itself is deployed to.")
     region: str = Field(pattern=REGION, description="Region of the pipeline itself, e.g. eu-west-1.")
     stages: list[str] = Field(
         ["dev", "staging", "prod"],
@@ -103,8 +102,7 @@ class PipelineConfig(_Strict):
         for index, name in enumerate(self.approval_before):
             if name not in self.stages:
                 raise ValueError(
-                    f"approval_before[{index}] = {name!r} is not a promoted stage; allowed: "
-                    f"{', '.join(self.stages)}."
+                    f"approval_before[{index}] = {name!r} is not a promoted stage; allowed: {', '.join(self.stages)}."
                 )
         if len(set(self.approval_before)) != len(self.approval_before):
             raise ValueError(f"approval_before = {self.approval_before!r} lists a stage twice; list each once.")
@@ -166,4 +164,3 @@ def _describe(error: Any) -> str:
     if error["type"] == "string_pattern_mismatch":
         return f"{key} = {error['input']!r}: does not match {error['ctx']['pattern']}. {doc}".rstrip()
     return f"{key} = {error['input']!r}: {error['msg']}. {doc}".rstrip()
-

@@ -89,10 +89,14 @@ class ApiStack(Stack):
         self.front_door = InferenceApi(
             self, "FrontDoor", settings=settings, endpoint=endpoint, production=production, key=key
         )
-        CfnOutput(self, "ApiUrl", value=self.front_door.url, description="POST a predict request here")
+        # Kept as attributes: the promotion pipeline's smoke test reads them (env_from_cfn_outputs).
+        self.api_url_output = CfnOutput(
+            self, "ApiUrl", value=self.front_door.url, description="POST a predict request here"
+        )
         CfnOutput(self, "HealthUrl", value=self.front_door.health_url, description='GET: 200 {"status": "ok"}')
+        self.api_key_id_output: CfnOutput | None = None
         if self.front_door.api_key is not None:
-            CfnOutput(
+            self.api_key_id_output = CfnOutput(
                 self,
                 "ApiKeyId",
                 value=self.front_door.api_key.key_id,
