@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from infra import image_catalog
+from infra.monitoring_config import MonitoringSettings
 from infra.traffic_config import TrafficSettings
 
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -651,6 +652,11 @@ class StageConfig(_Strict):
         None,
         description="Expected load, for the cost report only (`make cost`): requests per month, texts per request, "
         "peak rate, batch records per run (absent: the report prices the deployed resources only).",
+    )
+    monitoring: MonitoringSettings | None = Field(
+        None,
+        description="A CloudWatch dashboard and alarms (to an SNS topic) for the stage's API, endpoint and batch "
+        "runs (absent: no monitoring stack).",
     )
     tags: dict[str, str] = Field(default_factory=dict, description="Tags added to every resource of the stage.")
 
