@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import Aws, CfnOutput, Stack
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
@@ -15,6 +15,8 @@ from infra.batch_transform_schedule import BatchTransformSchedule
 from infra.config import ApiSettings, BatchSettings, StageConfig
 from infra.hugging_face_model import HuggingFaceModel
 from infra.inference_api import InferenceApi
+from infra.monitoring import Monitoring
+from infra.monitoring_config import MonitoringSettings
 from infra.realtime_endpoint import RealtimeEndpoint
 
 
@@ -152,4 +154,50 @@ class BatchStack(Stack):
             "DeadLetterQueueUrl",
             value=self.transform.dead_letter_queue.queue_url,
             description="scheduled runs EventBridge Scheduler could not start",
+        )
+
+
+class MonitoringStack(Stack):
+    """The stage's CloudWatch dashboard and alarms over the serving, API and batch stacks, and the SNS topic the
+    alarms notify (encrypted with the storage stack's key)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        settings: MonitoringSettings,
+        stage_name: str,
+        endpoint: RealtimeEndpoint,
+        api: InferenceApi | None,
+        batch: BatchTransformSchedule | None,
+        key: kms.IKey,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, id_, **kwargs)
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            settings=settings,
+            stage_name=stage_name,
+            endpoint=endpoint,
+            api=api,
+            batch=batch,
+            key=key,
+        )
+        dashboard = self.monitoring.dashboard
+        if dashboard is not None:
+            CfnOutput(self, "DashboardName", value=dashboard.dashboard_name)
+            CfnOutput(
+                self,
+                "DashboardUrl",
+                value=f"https://console.aws.amazon.com/cloudwatch/home?region={Aws.REGION}"
+                f"#dashboards:name={dashboard.dashboard_name}",
+                description="the stage's CloudWatch dashboard",
+            )
+        CfnOutput(
+            self,
+            "AlarmTopicArn",
+            value=self.monitoring.topic.topic_arn,
+            description="SNS topic every monitoring alarm notifies; subscribe to it",
         )

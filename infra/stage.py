@@ -9,14 +9,15 @@ from aws_cdk import Environment, Stage, Tags
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.stacks import ApiStack, BatchStack, ServingStack, StorageStack
+from infra.stacks import ApiStack, BatchStack, MonitoringStack, ServingStack, StorageStack
 
 STAGE_PREFIX = "SageBert-"
 
 
 class SageBertStage(Stage):
     """Composes the stage's stacks: Storage (stateful), Serving (model + endpoint) and, when the
-    config has the section, Api (the front door, `api`) and Batch (scheduled batch transform, `batch`)."""
+    config has the section, Api (the front door, `api`), Batch (scheduled batch transform, `batch`) and
+    Monitoring (dashboard and alarms over all of them, `monitoring`)."""
 
     def __init__(self, scope: Construct, name: str, *, config: StageConfig, base_dir: Path, **kwargs: Any) -> None:
         env = None
@@ -55,6 +56,19 @@ class SageBertStage(Stage):
                 model=self.serving.model,
                 store=self.storage.store,
                 description=f"sagebert {name}: scheduled batch transform (EventBridge Scheduler + Step Functions)",
+            )
+        self.monitoring: MonitoringStack | None = None
+        if config.monitoring is not None:
+            self.monitoring = MonitoringStack(
+                self,
+                "Monitoring",
+                settings=config.monitoring,
+                stage_name=name,
+                endpoint=self.serving.endpoint,
+                api=self.api.front_door if self.api is not None else None,
+                batch=self.batch.transform if self.batch is not None else None,
+                key=self.storage.store.key,
+                description=f"sagebert {name}: CloudWatch dashboard and alarms",
             )
         Tags.of(self).add("sagebert:stage", name)
         for key, value in sorted(config.tags.items()):
