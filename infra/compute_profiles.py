@@ -152,7 +152,7 @@ def check_instance(key: str, instance_type: str, compute: str) -> None:
             hint = f" {instance_type} is a {owner} instance type: set endpoint.compute: {owner}."
     example = PROFILES[compute].default_instance_type
     raise ValueError(
-        f"{key} = {instance_type!r} is not a {compute} instance type; use ml.<family>.<size> with family one of "
+        f"{key} = {instance_type!r} is not {'an' if compute[0] in 'aeiou' else 'a'} {compute} instance type; use ml.<family>.<size> with family one of "
         f"{', '.join(allowed)} (e.g. {example}).{hint}"
     )
 

@@ -294,7 +294,8 @@ class EndpointSettings(Strict):
             return data  # elastic-inference (refused below) or a bad value (the Literal says which)
         data = dict(data)
         profile = compute_profiles.profile(compute)
-        if profile.instances:
+        # An Elastic Inference setup keeps its own host type: the refusal prices that host.
+        if profile.instances and "accelerator_type" not in data:
             data.setdefault("instance_type", profile.default_instance_type)
         if compute == "serverless":
             data.setdefault("serverless", {})
@@ -433,8 +434,7 @@ def elastic_inference_refusal(settings: EndpointSettings) -> str:
     """The refusal for Elastic Inference: the facts, the replacement config and the monthly cost difference."""
     from infra import prices  # the dated price table; read only when this message is needed
 
-    host = settings.instance_type if settings.instance_type and settings.compute == "elastic-inference" else None
-    host = host or "ml.m5.large"
+    host = settings.instance_type or "ml.m5.large"
     accelerator = settings.accelerator_type or "ml.eia2.medium"
     g4, inf2 = compute_profiles.ei_replacement(host, accelerator)
     count = settings.instance_count

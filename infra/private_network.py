@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from aws_cdk import Annotations, RemovalPolicy, Stack
+from aws_cdk import Annotations, CfnResource, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra.compliance import acknowledge
 from infra.endpoint_config import VpcSettings
 
 # What a SageMaker endpoint in a VPC reaches without internet: S3 (model data, captured data, async
@@ -47,8 +48,10 @@ class PrivateNetwork(Construct):
             subnet_configuration=[
                 ec2.SubnetConfiguration(name="endpoint", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24)
             ],
+            # The default group is closed (CDK removes its rules with a custom resource): nothing may use it.
             restrict_default_security_group=True,
         )
+        _quiet_cfn_lint_on_cdk_provider(Stack.of(self))
         flow_log_group = logs.LogGroup(
             self,
             "FlowLogs",
@@ -56,7 +59,14 @@ class PrivateNetwork(Construct):
             retention=logs.RetentionDays.ONE_YEAR,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_log_group))
+        flow_log = self.vpc.add_flow_log(
+            "FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_log_group)
+        )
+        acknowledge(
+            flow_log,
+            "NIST.800.53.R5-IAMNoInlinePolicy",
+            "CDK's flow-log role carries its grant inline; it allows writing to this VPC's flow-log group only.",
+        )
         self.security_group = ec2.SecurityGroup(
             self,
             "EndpointSecurityGroup",
@@ -79,6 +89,20 @@ class PrivateNetwork(Construct):
         self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[subnets])
         for name, service in INTERFACE_ENDPOINTS.items():
             self.vpc.add_interface_endpoint(
-                name, service=service, subnets=subnets, security_groups=[endpoint_group], private_dns_enabled=True
+                name,
+                service=service,
+                subnets=subnets,
+                security_groups=[endpoint_group],
+                private_dns_enabled=True,
+                open=False,  # reachable from the endpoint's security group only, not the whole VPC range
             )
         self.subnet_ids: list[str] = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids
+
+
+def _quiet_cfn_lint_on_cdk_provider(stack: Stack) -> None:
+    """CDK's provider for the default-group restriction gives its handler both a DependsOn its role and a
+    GetAtt of it; cfn-lint calls that redundant (W3005). It is CDK's template, correct as it stands."""
+    provider = stack.node.try_find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
+    handler = provider.node.try_find_child("Handler") if provider is not None else None
+    if isinstance(handler, CfnResource):
+        handler.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})

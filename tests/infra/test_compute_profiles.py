@@ -4,7 +4,6 @@ sagebert) refuses fails at config load with a message that says what to change."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from collections.abc import Iterator
@@ -237,13 +236,6 @@ def test_everything_at_once_builds_the_whole_endpoint(synth: Synth) -> None:
     assert (target["MinCapacity"], target["MaxCapacity"]) == (2, 4)
 
 
-@pytest.mark.xfail(
-    reason="BUG: infra/private_network.py fails the cdk-nag gates for any stage with endpoint.vpc: "
-    "add_interface_endpoint's default open=True adds an ingress rule from the VPC's CIDR (an Fn::GetAtt), on "
-    "which AwsSolutions-EC23 and NIST EC2RestrictedCommonPorts/EC2RestrictedSSH throw; the flow log's "
-    "generated IAM role has an inline DefaultPolicy (NIST.800.53.R5-IAMNoInlinePolicy)",
-    strict=True,
-)
 def test_everything_with_vpc_passes_the_gates(default_artifact: Path, tmp_path: Path) -> None:
     config_dir = tmp_path / "config"
     config_dir.mkdir()
@@ -253,12 +245,6 @@ def test_everything_with_vpc_passes_the_gates(default_artifact: Path, tmp_path: 
     assert synth_report.nag_failures(out) == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: infra/private_network.py's ec2.Vpc(restrict_default_security_group=True) adds CDK's "
-    "Custom::VpcRestrictDefaultSG provider, whose handler has DependsOn its role and GetAtt on it: cfn-lint W3005, "
-    "which .cfnlintrc.yaml does not ignore, so cfn-lint fails for any stage with endpoint.vpc",
-    strict=True,
-)
 def test_everything_with_vpc_passes_cfn_lint(vpc_stage: tuple[dict[str, Any], list[Path]]) -> None:
     _, template_files = vpc_stage
     assert len(template_files) == len(stack_names(_everything(EVERYTHING_VPC)))
@@ -337,7 +323,7 @@ REJECTED: list[tuple[str, str, str]] = [
     (
         "gpu instance type on async names gpu",
         "endpoint: {compute: async, instance_type: ml.g4dn.xlarge}",
-        "is not a async instance type",
+        "is not an async instance type",
     ),
     (
         "inf1",
@@ -592,16 +578,6 @@ def test_neighbour_of_a_rejected_combination_is_accepted(tmp_path: Path, snippet
     load_stage_config(_write(tmp_path, snippet))
 
 
-def _prices_ready() -> bool:
-    return importlib.util.find_spec("infra.prices") is not None
-
-
-needs_prices = pytest.mark.xfail(
-    not _prices_ready(), reason="infra/prices.py (the dated price table) is being written", strict=False
-)
-
-
-@needs_prices
 @pytest.mark.parametrize(
     ("snippet", "g4", "host"),
     [
@@ -630,12 +606,6 @@ def test_elastic_inference_names_end_of_life_replacements_and_cost(
     assert re.search(rf"{g4} \$[\d,]+ \([+-][\d,]+\), ml\.inf2\.xlarge \$[\d,]+ \([+-][\d,]+\)", message)
 
 
-@needs_prices
-@pytest.mark.xfail(
-    reason="BUG: elastic_inference_refusal (infra/endpoint_config.py) ignores a configured instance_type unless "
-    "compute is elastic-inference, so accelerator_type with compute: cpu prices ml.m5.large instead of the host",
-    strict=True,
-)
 def test_elastic_inference_cost_uses_the_configured_host_and_count(tmp_path: Path) -> None:
     snippet = "endpoint: {instance_type: ml.m5.xlarge, instance_count: 2, accelerator_type: ml.eia2.large}"
     with pytest.raises(ConfigError) as raised:
