@@ -151,9 +151,10 @@ def check_instance(key: str, instance_type: str, compute: str) -> None:
         if owner is not None and owner != compute:
             hint = f" {instance_type} is a {owner} instance type: set endpoint.compute: {owner}."
     example = PROFILES[compute].default_instance_type
+    article = "an" if compute[0] in "aeiou" else "a"
     raise ValueError(
-        f"{key} = {instance_type!r} is not {'an' if compute[0] in 'aeiou' else 'a'} {compute} instance type; use ml.<family>.<size> with family one of "
-        f"{', '.join(allowed)} (e.g. {example}).{hint}"
+        f"{key} = {instance_type!r} is not {article} {compute} instance type; use ml.<family>.<size> with family "
+        f"one of {', '.join(allowed)} (e.g. {example}).{hint}"
     )
 
 

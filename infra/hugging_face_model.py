@@ -15,8 +15,8 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra.compliance import acknowledge, acknowledge_resources
-from infra.model_config import BundledModel, HubModel, ModelSource, S3Model
 from infra.image_catalog import DlcImage, Flavour
+from infra.model_config import BundledModel, HubModel, ModelSource, S3Model
 
 # Log groups SageMaker creates for endpoints and transform jobs. The endpoint name is generated at
 # deploy time, after this role exists, so the role can only be scoped to the prefix.

@@ -172,7 +172,10 @@ def test_api_options_that_fit_are_accepted(tmp_path: Path) -> None:
         ("api: {reserved_concurrency: 0}", ["api.reserved_concurrency", "greater than or equal to 1"]),
         ("api: {log_retention_days: 42}", ["api.log_retention_days = 42", "30", "3653"]),
         ("api: {target_variant: 'bad name!'}", ["api.target_variant", "'bad name!'"]),
-        ("api: {target_variant: Canary}", ["api.target_variant = 'Canary'", "not a production variant of the endpoint (AllTraffic)"]),
+        (
+            "api: {target_variant: Canary}",
+            ["api.target_variant = 'Canary'", "not a production variant of the endpoint (AllTraffic)"],
+        ),
         ("api: {stage_name: v2}", ["api.stage_name", "unknown key", "allowed keys here: auth"]),
     ],
 )
