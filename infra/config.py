@@ -18,35 +18,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from infra import image_catalog
+from infra import compute_profiles, image_catalog
+from infra.endpoint_config import VARIANT_NAME, EndpointSettings
+from infra.model_config import BundledModel, HubModel, ModelSource
 from infra.monitoring_config import MonitoringSettings
+from infra.schema import Strict as _Strict
 from infra.traffic_config import TrafficSettings
 
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
-# SageMaker real-time CPU instance families without local NVMe storage: these accept a KMS key for
-# the ML storage volume. Instance types with NVMe ("d" families, g4dn, g5) reject KmsKeyId.
-# https://docs.aws.amazon.com/sagemaker/latest/dg/host-instance-storage.html
-CPU_FAMILIES = ("c5", "c6i", "c7i", "m5", "m6i", "m7i", "r5", "r6i", "r7i", "t2")
-INSTANCE_SIZES = (
-    "medium",
-    "large",
-    "xlarge",
-    "2xlarge",
-    "4xlarge",
-    "8xlarge",
-    "9xlarge",
-    "12xlarge",
-    "16xlarge",
-    "18xlarge",
-    "24xlarge",
-    "32xlarge",
-    "48xlarge",
-)
-INSTANCE_TYPE = re.compile(r"^ml\.(?P<family>[a-z0-9]+)\.(?P<size>[a-z0-9]+)$")
-VARIANT_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 
 # API Gateway REST integrations time out after 29 s
 # (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html); the front-door Lambda's
@@ -91,133 +73,6 @@ CORS_ORIGIN = re.compile(
 
 class ConfigError(Exception):
     """A stage config file that cannot be used; the message says what, where and what to do."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ContainerSettings(_Strict):
-    """Which Hugging Face inference container (DLC) serves the model."""
-
-    transformers_version: str = Field(
-        "4.51.3",
-        description="Transformers version of the Hugging Face DLC; must be in infra/dlc_images.json "
-        "(full version, e.g. 4.51.3).",
-    )
-    pytorch_version: str = Field("2.6.0", description="PyTorch version of the DLC; must be in infra/dlc_images.json.")
-
-    @model_validator(mode="after")
-    def _known_image(self) -> ContainerSettings:
-        image_catalog.find(self.transformers_version, self.pytorch_version)  # raises with choices
-        return self
-
-
-class BundledModel(_Strict):
-    """The model archive that `make package` builds from the project's own model folder."""
-
-    source: Literal["bundled"] = Field(description="Model data comes from a local archive.")
-    artifact: str = Field(
-        "build/model.tar.gz",
-        description="Path (relative to the repository root) of the model.tar.gz uploaded as a CDK "
-        "file asset. `make synth` builds the default one when it is missing.",
-    )
-    network_isolation: bool = Field(
-        True, description="Run the container with no network access (EnableNetworkIsolation)."
-    )
-    container: ContainerSettings = Field(default_factory=ContainerSettings)
-
-
-class S3Model(_Strict):
-    """A model.tar.gz already in S3, e.g. written by a training job or a release pipeline."""
-
-    source: Literal["s3"] = Field(description="Model data is an existing S3 object.")
-    uri: str = Field(
-        description="s3://bucket/key/model.tar.gz. The execution role may read this one object.",
-        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+\.tar\.gz$",
-    )
-    kms_key_arn: str | None = Field(
-        None,
-        description="ARN of the KMS key that encrypts the object, if it is SSE-KMS encrypted; the "
-        "execution role may decrypt with it.",
-        pattern=r"^arn:aws:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$",
-    )
-    network_isolation: bool = Field(
-        True, description="Run the container with no network access (EnableNetworkIsolation)."
-    )
-    container: ContainerSettings = Field(default_factory=ContainerSettings)
-
-
-class HubModel(_Strict):
-    """A Hugging Face Hub model id: the container downloads it at every start-up."""
-
-    source: Literal["hub"] = Field(description="The container downloads the model from the Hub.")
-    model_id: str = Field(
-        description="Hub model id (HF_MODEL_ID), e.g. distilbert-base-uncased-finetuned-sst-2-english.",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$",
-    )
-    task: Literal[
-        "text-classification",
-        "token-classification",
-        "feature-extraction",
-        "fill-mask",
-        "question-answering",
-        "zero-shot-classification",
-    ] = Field(description="Pipeline task (HF_TASK).")
-    network_isolation: bool = Field(
-        False,
-        description="Must stay false: a Hub model is downloaded at start-up, which isolation forbids.",
-    )
-    allow_download_in_production: bool = Field(
-        False,
-        description="A production stage refuses Hub downloads (start-up then depends on the Hub) unless this is true.",
-    )
-    container: ContainerSettings = Field(default_factory=ContainerSettings)
-
-    @model_validator(mode="after")
-    def _isolation_needs_local_weights(self) -> HubModel:
-        if self.network_isolation:
-            raise ValueError(
-                "model.network_isolation = true with model.source = hub: the container must "
-                "download the model at start-up, which network isolation blocks. Package the "
-                "model (source: bundled or s3) or set network_isolation: false."
-            )
-        return self
-
-
-ModelSource = Annotated[BundledModel | S3Model | HubModel, Field(discriminator="source")]
-
-
-class EndpointSettings(_Strict):
-    """The real-time endpoint: one production variant on CPU instances."""
-
-    compute: Literal["cpu"] = Field("cpu", description="Compute profile. Only cpu for now.")
-    instance_type: str = Field(
-        "ml.c6i.large",
-        description="SageMaker instance type, ml.<family>.<size>; CPU families: " + ", ".join(CPU_FAMILIES) + ".",
-    )
-    instance_count: int = Field(1, ge=1, le=20, description="Instances behind the variant (production needs >= 2).")
-    variant_name: str = Field(
-        "AllTraffic",
-        pattern=VARIANT_NAME,
-        description="Production variant name. Keep it stable: deployment guardrails need the same name across updates.",
-    )
-
-    @model_validator(mode="after")
-    def _known_cpu_instance(self) -> EndpointSettings:
-        _check_cpu_instance("endpoint.instance_type", self.instance_type)
-        return self
-
-
-def _check_cpu_instance(key: str, instance_type: str) -> None:
-    """Raise unless instance_type is ml.<CPU family>.<size> (a family without local NVMe storage)."""
-    match = INSTANCE_TYPE.match(instance_type)
-    if not match or match["family"] not in CPU_FAMILIES or match["size"] not in INSTANCE_SIZES:
-        raise ValueError(
-            f"{key} = {instance_type!r} is not a CPU instance type "
-            f"sagebert can encrypt with KMS; use ml.<family>.<size> with family one of "
-            f"{', '.join(CPU_FAMILIES)} (e.g. ml.c6i.xlarge)."
-        )
 
 
 class TrainingSettings(_Strict):
@@ -469,7 +324,9 @@ class BatchSettings(_Strict):
     )
     instance_type: str = Field(
         "ml.c6i.xlarge",
-        description="Transform instance type, ml.<family>.<size>; CPU families: " + ", ".join(CPU_FAMILIES) + ".",
+        description="Transform instance type, ml.<family>.<size>; CPU families: "
+        + ", ".join(compute_profiles.PROFILES["cpu"].families)
+        + ".",
     )
     instance_count: int = Field(1, ge=1, le=100, description="Transform instances; input objects are spread over them.")
     max_payload_mb: int = Field(
@@ -588,7 +445,7 @@ class BatchSettings(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> BatchSettings:
-        _check_cpu_instance("batch.instance_type", self.instance_type)
+        compute_profiles.check_instance("batch.instance_type", self.instance_type, "cpu")
         if self.input_prefix.startswith(self.output_prefix) or self.output_prefix.startswith(self.input_prefix):
             raise ValueError(
                 f"batch.input_prefix = {self.input_prefix!r} and batch.output_prefix = {self.output_prefix!r} "
@@ -648,15 +505,15 @@ class StageConfig(_Strict):
     batch: BatchSettings | None = Field(
         None, description="Scheduled batch transform on the stage's model (absent: no batch stack)."
     )
-    traffic: TrafficSettings | None = Field(
-        None,
-        description="Expected load, for the cost report only (`make cost`): requests per month, texts per request, "
-        "peak rate, batch records per run (absent: the report prices the deployed resources only).",
-    )
     monitoring: MonitoringSettings | None = Field(
         None,
         description="A CloudWatch dashboard and alarms (to an SNS topic) for the stage's API, endpoint and batch "
         "runs (absent: no monitoring stack).",
+    )
+    traffic: TrafficSettings | None = Field(
+        None,
+        description="Expected load, for the cost report only (`make cost`): requests per month, texts per request, "
+        "peak rate, batch records per run (absent: the report prices the deployed resources only).",
     )
     tags: dict[str, str] = Field(default_factory=dict, description="Tags added to every resource of the stage.")
 
@@ -667,40 +524,98 @@ class StageConfig(_Strict):
                 f"region = {self.region!r} has no Hugging Face DLC registry in the image catalog; "
                 f"allowed: {', '.join(sorted(image_catalog.regions()))}."
             )
+        if self.endpoint.compute == "inferentia":
+            neuron = image_catalog.find_neuron(self.model.container.transformers_version)
+            if self.region is not None and self.region not in neuron.registries:
+                raise ValueError(
+                    f"region = {self.region!r} with endpoint.compute = inferentia: the Hugging Face Neuron image has "
+                    "no "
+                    f"registry there; allowed: {', '.join(sorted(neuron.registries))}."
+                )
         if self.production:
-            if self.endpoint.instance_count < 2:
-                raise ValueError(
-                    f"endpoint.instance_count = {self.endpoint.instance_count} with production: true; "
-                    "a production endpoint needs at least 2 instances so SageMaker spreads them "
-                    "over Availability Zones. Set endpoint.instance_count: 2 or more."
-                )
-            if not self.retain_data:
-                raise ValueError(
-                    "retain_data = false with production: true; production data must survive a "
-                    "stack deletion. Remove retain_data or set it to true."
-                )
-            if isinstance(self.model, HubModel) and not self.model.allow_download_in_production:
-                raise ValueError(
-                    f"model.source = hub ({self.model.model_id}) with production: true; every "
-                    "start-up would depend on the Hugging Face Hub. Package the model (source: "
-                    "bundled or s3), or set model.allow_download_in_production: true."
-                )
-            if self.api is not None and "*" in self.api.cors_allow_origins:
-                raise ValueError(
-                    "api.cors_allow_origins = ['*'] with production: true; a production API lists the origins "
-                    "that may call it from a browser. Name them, e.g. ['https://app.example.com']."
-                )
-        if (
-            self.api is not None
-            and self.api.target_variant is not None
-            and self.api.target_variant != self.endpoint.variant_name
-        ):
-            raise ValueError(
-                f"api.target_variant = {self.api.target_variant!r} but the endpoint's only production variant is "
-                f"endpoint.variant_name = {self.endpoint.variant_name!r}; InvokeEndpoint would fail for every "
-                f"request. Set api.target_variant: {self.endpoint.variant_name} or remove it."
-            )
+            self._production_checks()
+        self._endpoint_checks()
         return self
+
+    def _production_checks(self) -> None:
+        endpoint = self.endpoint
+        if endpoint.profile.instances and endpoint.instance_count < 2:
+            raise ValueError(
+                f"endpoint.instance_count = {endpoint.instance_count} with production: true; "
+                "a production endpoint needs at least 2 instances so SageMaker spreads them "
+                "over Availability Zones. Set endpoint.instance_count: 2 or more."
+            )
+        if endpoint.autoscaling is not None and endpoint.autoscaling.min_instances < 2 and endpoint.compute != "async":
+            raise ValueError(
+                f"endpoint.autoscaling.min_instances = {endpoint.autoscaling.min_instances} with production: true; "
+                "scaling in below 2 instances leaves one Availability Zone. Set min_instances: 2 or more."
+            )
+        if not self.retain_data:
+            raise ValueError(
+                "retain_data = false with production: true; production data must survive a "
+                "stack deletion. Remove retain_data or set it to true."
+            )
+        for key, model in self._models():
+            if isinstance(model, HubModel) and not model.allow_download_in_production:
+                raise ValueError(
+                    f"{key}.source = hub ({model.model_id}) with production: true; every "
+                    "start-up would depend on the Hugging Face Hub. Package the model (source: "
+                    f"bundled or s3), or set {key}.allow_download_in_production: true."
+                )
+        if self.api is not None and "*" in self.api.cors_allow_origins:
+            raise ValueError(
+                "api.cors_allow_origins = ['*'] with production: true; a production API lists the origins "
+                "that may call it from a browser. Name them, e.g. ['https://app.example.com']."
+            )
+
+    def _endpoint_checks(self) -> None:
+        endpoint = self.endpoint
+        if self.api is not None and not endpoint.profile.realtime:
+            raise ValueError(
+                "api is set with endpoint.compute = async: the front door calls InvokeEndpoint, which async endpoints "
+                "do not answer (they take InvokeEndpointAsync with the input in S3). Remove the api section or use a "
+                "real-time profile (cpu, gpu, inferentia, serverless)."
+            )
+        variants = [endpoint.variant_name, *(v.name for v in endpoint.variants)]
+        if self.api is not None and self.api.target_variant is not None and self.api.target_variant not in variants:
+            raise ValueError(
+                f"api.target_variant = {self.api.target_variant!r} is not a production variant of the endpoint "
+                f"({', '.join(variants)}); InvokeEndpoint would fail for every request. Name one of them or remove it."
+            )
+        for key, model in self._models():
+            if (
+                endpoint.compute == "serverless"
+                and model.network_isolation
+                and "network_isolation" in model.model_fields_set
+            ):
+                raise ValueError(
+                    f"{key}.network_isolation = true with endpoint.compute = serverless: serverless endpoints do not "
+                    f"support network isolation. Remove {key}.network_isolation (serverless then runs without it)."
+                )
+            if endpoint.vpc is not None and isinstance(model, HubModel):
+                raise ValueError(
+                    f"{key}.source = hub with endpoint.vpc: the VPC has no internet route, so the container cannot "
+                    "download from the Hub. Package the model (source: bundled or s3) or remove endpoint.vpc."
+                )
+        if endpoint.compute == "inferentia" and isinstance(self.model, HubModel):
+            raise ValueError(
+                "model.source = hub with endpoint.compute = inferentia: sagebert's Neuron path runs the packaged "
+                "handler (code/inference.py), which a Hub model does not have. Package the model (source: bundled "
+                "or s3)."
+            )
+
+    def _models(self) -> list[tuple[str, ModelSource]]:
+        """(config key, model) for the stage model and every variant's model."""
+        found: list[tuple[str, ModelSource]] = [("model", self.model)]
+        found += [(f"endpoint.variants[{i}].model", v.model) for i, v in enumerate(self.endpoint.variants)]
+        if self.endpoint.shadow is not None:
+            found.append(("endpoint.shadow.model", self.endpoint.shadow.model))
+        return found
+
+    def network_isolation(self, model: ModelSource) -> bool:
+        """EnableNetworkIsolation for this model: its setting, except serverless (which does not support it)
+        turns the default off."""
+        return model.network_isolation and self.endpoint.compute != "serverless"
 
 
 def load_stage_config(path: Path) -> StageConfig:

@@ -13,11 +13,14 @@ from infra import image_catalog
 from infra.artifact_store import ArtifactStore
 from infra.batch_transform_schedule import BatchTransformSchedule
 from infra.config import ApiSettings, BatchSettings, StageConfig
-from infra.hugging_face_model import HuggingFaceModel
+from infra.hugging_face_model import HuggingFaceModel, ModelVpc
+from infra.image_catalog import Flavour
 from infra.inference_api import InferenceApi
+from infra.model_config import ModelSource
 from infra.monitoring import Monitoring
 from infra.monitoring_config import MonitoringSettings
-from infra.realtime_endpoint import RealtimeEndpoint
+from infra.private_network import PrivateNetwork
+from infra.realtime_endpoint import RealtimeEndpoint, VariantModel
 
 
 class StorageStack(Stack):
@@ -45,7 +48,8 @@ class StorageStack(Stack):
 
 
 class ServingStack(Stack):
-    """The model and its real-time endpoint."""
+    """The models (the stage's, each A/B and shadow variant's, and a CPU one for batch when the endpoint is not on
+    CPU), the endpoint on the config's compute profile, and its private network when it has one."""
 
     def __init__(
         self,
@@ -53,24 +57,120 @@ class ServingStack(Stack):
         id_: str,
         *,
         config: StageConfig,
-        key: kms.IKey,
+        endpoint_name: str,
+        store: ArtifactStore,
         base_dir: Path,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
-        container = config.model.container
-        self.model = HuggingFaceModel(
-            self,
-            "Model",
-            source=config.model,
-            image=image_catalog.find(container.transformers_version, container.pytorch_version),
-            flavour="cpu",
-            base_dir=base_dir,
-        )
+        endpoint = config.endpoint
+        profile = endpoint.profile
+        key = store.key
+        self.network: PrivateNetwork | None = None
+        vpc: ModelVpc | None = None
+        if endpoint.vpc is not None:
+            self.network = PrivateNetwork(self, "Network", settings=endpoint.vpc, key=key)
+            vpc = ModelVpc(self.network.subnet_ids, [self.network.security_group.security_group_id])
+
+        def model(id_: str, source: ModelSource) -> HuggingFaceModel:
+            return HuggingFaceModel(
+                self,
+                id_,
+                source=source,
+                image=_image_for(source, profile.flavour),
+                flavour=profile.flavour,
+                base_dir=base_dir,
+                # cpu leaves the handler on auto (int8 ONNX when the archive has it, else PyTorch).
+                runtime=None if profile.flavour == "cpu" else profile.runtime,
+                network_isolation=config.network_isolation(source),
+                vpc=vpc,
+            )
+
+        self.model = model("Model", config.model)
+        variants = [
+            VariantModel(
+                endpoint.variant_name,
+                self.model.model_name,
+                endpoint.instance_type,
+                endpoint.instance_count,
+                endpoint.weight,
+            )
+        ]
+        self.models = [self.model]
+        for variant in endpoint.variants:
+            extra = model(f"Model{variant.name}", variant.model)
+            self.models.append(extra)
+            variants.append(
+                VariantModel(
+                    variant.name,
+                    extra.model_name,
+                    variant.instance_type or endpoint.instance_type,
+                    variant.instance_count,
+                    variant.weight,
+                )
+            )
+        shadow: VariantModel | None = None
+        if endpoint.shadow is not None:
+            extra = model(f"Model{endpoint.shadow.name}", endpoint.shadow.model)
+            self.models.append(extra)
+            # A shadow variant's weight is the share of the production variant's requests it is sent.
+            shadow = VariantModel(
+                endpoint.shadow.name,
+                extra.model_name,
+                endpoint.shadow.instance_type or endpoint.instance_type,
+                endpoint.shadow.instance_count,
+                endpoint.weight * endpoint.shadow.sampling_percent / 100,
+            )
         self.endpoint = RealtimeEndpoint(
-            self, "Endpoint", settings=config.endpoint, model_name=self.model.model_name, key=key
+            self,
+            "Endpoint",
+            settings=endpoint,
+            endpoint_name=endpoint_name,
+            variants=variants,
+            shadow=shadow,
+            key=key,
+            bucket=store.bucket,
         )
+        reads = [endpoint.async_inference.input_prefix] if endpoint.async_inference else []
+        writes = [endpoint.data_capture.prefix] if endpoint.data_capture else []
+        if endpoint.async_inference:
+            writes += [endpoint.async_inference.output_prefix, endpoint.async_inference.failure_prefix]
+        for each in self.models:
+            each.grant_endpoint_io(
+                bucket=store.bucket,
+                key=key,
+                read_prefixes=reads,
+                write_prefixes=writes,
+                topics=self.endpoint.async_topics,
+            )
+        # Transform jobs run on CPU instances: a GPU or Neuron image would not start there.
+        self.batch_model = self.model
+        if config.batch is not None and profile.flavour != "cpu":
+            self.batch_model = HuggingFaceModel(
+                self,
+                "BatchModel",
+                source=config.model,
+                image=_image_for(config.model, "cpu"),
+                flavour="cpu",
+                base_dir=base_dir,
+                network_isolation=config.model.network_isolation,
+            )
         CfnOutput(self, "EndpointName", value=self.endpoint.endpoint_name)
+        for index, topic in enumerate(self.endpoint.async_topics):
+            CfnOutput(
+                self,
+                ("AsyncSuccessTopicArn", "AsyncErrorTopicArn")[index],
+                value=topic.topic_arn,
+                description="SNS topic SageMaker notifies when an async request "
+                + ("is answered" if index == 0 else "fails"),
+            )
+
+
+def _image_for(source: ModelSource, flavour: Flavour) -> image_catalog.DlcImage:
+    container = source.container
+    if flavour == "neuronx":
+        return image_catalog.find_neuron(container.transformers_version)
+    return image_catalog.find(container.transformers_version, container.pytorch_version)
 
 
 class ApiStack(Stack):

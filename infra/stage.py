@@ -32,9 +32,10 @@ class SageBertStage(Stage):
             self,
             "Serving",
             config=config,
-            key=self.storage.store.key,
+            endpoint_name=config.endpoint.name or f"sagebert-{name}",
+            store=self.storage.store,
             base_dir=base_dir,
-            description=f"sagebert {name}: Hugging Face model and real-time endpoint",
+            description=f"sagebert {name}: Hugging Face model and {config.endpoint.compute} endpoint",
         )
         self.api: ApiStack | None = None
         if config.api is not None:
@@ -53,7 +54,7 @@ class SageBertStage(Stage):
                 self,
                 "Batch",
                 settings=config.batch,
-                model=self.serving.model,
+                model=self.serving.batch_model,
                 store=self.storage.store,
                 description=f"sagebert {name}: scheduled batch transform (EventBridge Scheduler + Step Functions)",
             )

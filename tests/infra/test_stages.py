@@ -41,6 +41,7 @@ def test_one_stage_per_config_file(assembly: CloudAssembly) -> None:
     for stage in ("dev", "staging", "prod"):
         expected = {"Storage", "Serving"} | ({"Api"} if configs[stage].api is not None else set())
         expected |= {"Batch"} if configs[stage].batch is not None else set()
+        expected |= {"Monitoring"} if configs[stage].monitoring is not None else set()
         assert set(templates(assembly, stage)) == expected
 
 
@@ -94,7 +95,8 @@ def test_cfn_lint_finds_nothing(assembly: CloudAssembly) -> None:
     files = [Path(assembly.directory) / f"assembly-SageBert-{s}" for s in ("dev", "staging", "prod")]
     template_files = sorted(p for folder in files for p in folder.glob("*.template.json"))
     stacks = sum(len(templates(assembly, s)) for s in ("dev", "staging", "prod"))
-    assert len(template_files) == stacks == 11  # Storage, Serving and Api in each stage; Batch in dev and prod
+    # Storage, Serving and Api in each stage; Batch in dev and prod; Monitoring in staging and prod.
+    assert len(template_files) == stacks == 13
     assert synth_report.run_cfn_lint(template_files) == 0
 
 
