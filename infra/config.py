@@ -24,6 +24,7 @@ from infra import compute_profiles, image_catalog
 from infra.endpoint_config import VARIANT_NAME, EndpointSettings
 from infra.model_config import BundledModel, HubModel, ModelSource
 from infra.monitoring_config import MonitoringSettings
+from infra.schema import API_INTEGRATION_TIMEOUT_S, EMAIL
 from infra.schema import Strict as _Strict
 from infra.traffic_config import TrafficSettings
 
@@ -34,7 +35,6 @@ STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 # (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html); the front-door Lambda's
 # worst case (every attempt connecting and reading to its timeout, plus 1 s of its own work) must end
 # before that, with a second to spare for API Gateway to turn a Lambda timeout into our 504.
-API_INTEGRATION_TIMEOUT_S = 29
 LAMBDA_BUDGET_S = API_INTEGRATION_TIMEOUT_S - 1
 # InvokeEndpoint accepts at most 6 MB of payload
 # (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html).
@@ -64,7 +64,6 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
 TRANSFORM_ENVIRONMENT_MAX = 16
 TRANSFORM_PAYLOAD_BUDGET_MB = 100
 BAD_LINES_VARIABLE = "SAGEBERT_BAD_LINES"
-EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 CORS_ORIGIN = re.compile(
     r"^(https://[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*"
     r"|http://(localhost|127\.0\.0\.1))(:\d{1,5})?$"

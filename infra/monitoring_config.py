@@ -12,25 +12,21 @@ fires on one failed run).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-# Same pattern as infra.config.EMAIL (BatchSettings.alarm_email).
-EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+from infra.schema import API_INTEGRATION_TIMEOUT_S, EMAIL
+from infra.schema import Strict as _Strict
+
 # CloudWatch: an alarm on metrics with periods of a minute or more may look back at most one day
 # (evaluation_periods * period). https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html
 MAX_EVALUATION_S = 86_400
-# API Gateway gives an integration at most 29 s (infra.config.API_INTEGRATION_TIMEOUT_S): a p99 latency
-# threshold above that could never be reached. A real-time endpoint's container must answer within 60 s.
-API_LATENCY_MAX_MS = 29_000
+# API Gateway gives an integration at most 29 s: a p99 latency threshold above that could never be reached.
+# A real-time endpoint's container must answer within 60 s.
+API_LATENCY_MAX_MS = API_INTEGRATION_TIMEOUT_S * 1000
 MODEL_LATENCY_MAX_MS = 60_000
 # The largest GPU count of a SageMaker hosting instance (p4d, p5, g5.48xlarge: 8 GPUs); SageMaker's
 # GPUUtilization and GPUMemoryUtilization are summed over the instance's GPUs (0-100 % per GPU).
 MAX_GPUS = 8
-
-
-class _Strict(BaseModel):
-    # Same as infra.config._Strict: unknown keys fail, settings are immutable.
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class MonitoringSettings(_Strict):

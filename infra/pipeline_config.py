@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from infra.config import EMAIL, STAGE_NAME, ConfigError, StageConfig, _walk
-from infra.schema import Strict
+from infra.config import STAGE_NAME, ConfigError, StageConfig, _walk
+from infra.schema import EMAIL, Strict
 
 PIPELINE_FILE = "pipeline.yaml"
 # GitHub's owner and repository names: letters, digits, '-', '_' and '.'.

@@ -6,15 +6,13 @@ serving it costs (real time, serverless, batch) and recommend one.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from infra.schema import Strict
 
 
-class TrafficSettings(BaseModel):
+class TrafficSettings(Strict):
     """Expected load of one stage (for the cost report only)."""
-
-    # The same strictness as every other section; its own base keeps this module free of infra.config
-    # imports (infra.config imports this one).
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     requests_per_month: int = Field(
         ge=0,

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from infra import compute_profiles
 from infra.config import StageConfig, load_all
 from infra.prices import PriceTable
 from infra.prices import load as load_prices
@@ -37,25 +38,6 @@ BENCH_BATCH_RESULTS = REPO_ROOT / "build" / "bench-batch" / "results.json"
 HOURS_PER_MONTH = 730
 DAYS_PER_MONTH = 30
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
-# vCPUs per instance size for the general-purpose and compute families (c5, c6i, c7i, m5, m6i, r5, ...):
-# the unit throughput is scaled by. ml.t2.medium has 2 vCPUs but is burstable: it sustains far less.
-VCPUS = {
-    "medium": 2,
-    "large": 2,
-    "xlarge": 4,
-    "2xlarge": 8,
-    "4xlarge": 16,
-    "8xlarge": 32,
-    "9xlarge": 36,
-    "12xlarge": 48,
-    "16xlarge": 64,
-    "18xlarge": 72,
-    "24xlarge": 96,
-    "32xlarge": 128,
-    "48xlarge": 192,
-}
-GPU_FAMILIES = ("g4dn", "g5", "g6", "g6e", "p3", "p4d", "p5")
-INFERENTIA_FAMILIES = ("inf1", "inf2")
 # A transform job bills from instance provisioning to the end of the job: launching the instance, pulling the
 # image, unpacking the archive and starting the model server. Not measured here (no AWS account); 5 minutes
 # is an assumption in the range public reports give for CPU jobs. The local server's own start-up, which is
@@ -305,18 +287,21 @@ def lambda_monthly(
 
 
 def vcpus(instance_type: str) -> int:
-    size = instance_type.rsplit(".", 1)[-1]
-    if size not in VCPUS:
-        raise CostError(f"{instance_type}: unknown size {size!r}; known sizes: {', '.join(VCPUS)}.")
-    return VCPUS[size]
+    """vCPUs of the instance type (compute_profiles.VCPUS); ml.t2.medium has 2 but is burstable: it sustains
+    far less."""
+    try:
+        return compute_profiles.vcpus(instance_type)
+    except ValueError:
+        sizes = ", ".join(compute_profiles.VCPUS)
+        raise CostError(f"{instance_type}: unknown instance size; known sizes: {sizes}.") from None
 
 
 def accelerated(instance_type: str) -> str | None:
-    """'gpu' or 'inferentia' for accelerated families, None for CPU."""
-    family = instance_type.split(".")[1] if instance_type.count(".") == 2 else ""
-    if family in GPU_FAMILIES:
+    """'gpu' or 'inferentia' for accelerated families (Inferentia1 included), None for CPU."""
+    family = compute_profiles.family(instance_type)
+    if family in compute_profiles.GPU_FAMILIES or family == "p3":
         return "gpu"
-    if family in INFERENTIA_FAMILIES:
+    if family in compute_profiles.INFERENTIA_FAMILIES or family == "inf1":
         return "inferentia"
     return None
 

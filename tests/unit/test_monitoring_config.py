@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from infra import config as stage_config
-from infra import monitoring_config
 from infra.config import ConfigError, load_all, load_stage_config
 from infra.monitoring_config import MonitoringSettings
 
@@ -103,10 +101,3 @@ def test_units_are_explained_where_the_value_is_refused(tmp_path: Path) -> None:
     # The field's description follows the message: ModelLatency's microseconds, CPU per vCPU.
     assert "microseconds" in error_for(tmp_path, "  model_latency_p99_ms: -1\n")
     assert "per vCPU" in error_for(tmp_path, "  cpu_utilization_percent: 0\n")
-
-
-def test_what_monitoring_config_repeats_from_the_stage_config_stays_equal() -> None:
-    # monitoring_config may not import infra.config (which imports it): it repeats these.
-    assert monitoring_config.EMAIL == stage_config.EMAIL
-    assert monitoring_config.API_LATENCY_MAX_MS == stage_config.API_INTEGRATION_TIMEOUT_S * 1000
-    assert monitoring_config._Strict.model_config == stage_config._Strict.model_config
