@@ -10,8 +10,9 @@ from constructs import Construct
 from infra.compliance import acknowledge
 
 _NO_REPLICATION_LOGS = (
-    "Access logs are an audit trail for this region's artifact bucket; versioning and retention "
-    "protect them, and replicating them to another region adds cost without a recovery use."
+    "Access logs are an audit trail for this region's artifact bucket (the stage's or the pipeline's); "
+    "versioning and retention protect them, and replicating them to another region adds cost without a "
+    "recovery use."
 )
 _NO_REPLICATION_ARTIFACTS = (
     "Single-region by design: the bucket holds release artifacts that the release path can rebuild "
@@ -39,25 +40,7 @@ class ArtifactStore(Construct):
             removal_policy=removal,
             pending_window=Duration.days(30),
         )
-        # S3 server access logs can only be delivered to a bucket with SSE-S3 default encryption
-        # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html).
-        self.access_logs = s3.Bucket(
-            self,
-            "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
-            removal_policy=removal,
-        )
-        acknowledge(
-            self.access_logs,
-            "NIST.800.53.R5-S3DefaultEncryptionKMS",
-            "S3 server access logs are delivered only to buckets with SSE-S3 default encryption.",
-        )
-        acknowledge(self.access_logs, "NIST.800.53.R5-S3BucketReplicationEnabled", _NO_REPLICATION_LOGS)
+        self.access_logs = access_log_bucket(self, "AccessLogs", removal)
         self.bucket = s3.Bucket(
             self,
             "Artifacts",
@@ -74,3 +57,27 @@ class ArtifactStore(Construct):
             removal_policy=removal,
         )
         acknowledge(self.bucket, "NIST.800.53.R5-S3BucketReplicationEnabled", _NO_REPLICATION_ARTIFACTS)
+
+
+def access_log_bucket(scope: Construct, id_: str, removal: RemovalPolicy) -> s3.Bucket:
+    """A bucket for S3 server access logs: SSE-S3 (the only encryption log delivery accepts,
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html), private, TLS only,
+    versioned, kept a year."""
+    bucket = s3.Bucket(
+        scope,
+        id_,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        versioned=True,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
+        removal_policy=removal,
+    )
+    acknowledge(
+        bucket,
+        "NIST.800.53.R5-S3DefaultEncryptionKMS",
+        "S3 server access logs are delivered only to buckets with SSE-S3 default encryption.",
+    )
+    acknowledge(bucket, "NIST.800.53.R5-S3BucketReplicationEnabled", _NO_REPLICATION_LOGS)
+    return bucket

@@ -27,6 +27,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct, IValidation
 
+from infra.artifact_store import access_log_bucket
 from infra.compliance import acknowledge, nag_spelling
 from infra.config import StageConfig
 from infra.inference_api import PREDICT_PATH, STAGE_NAME, InferenceApi
@@ -268,18 +269,7 @@ class PromotionPipeline(Construct):
         bucket = self.pipeline.pipeline.artifact_bucket
         cfn_bucket = bucket.node.default_child
         assert isinstance(cfn_bucket, s3.CfnBucket)
-        # S3 server access logs can only be delivered to a bucket with SSE-S3 default encryption.
-        access_logs = s3.Bucket(
-            self,
-            "ArtifactAccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
-            removal_policy=RemovalPolicy.RETAIN,
-        )
+        access_logs = access_log_bucket(self, "ArtifactAccessLogs", RemovalPolicy.RETAIN)
         # What the L2's server_access_logs_bucket would add: the logging service may write this one prefix,
         # for this one source bucket.
         access_logs.add_to_resource_policy(
@@ -294,12 +284,6 @@ class PromotionPipeline(Construct):
                 },
             )
         )
-        acknowledge(
-            access_logs,
-            "NIST.800.53.R5-S3DefaultEncryptionKMS",
-            "S3 server access logs are delivered only to buckets with SSE-S3 default encryption.",
-        )
-        acknowledge(access_logs, "NIST.800.53.R5-S3BucketReplicationEnabled", _NO_REPLICATION_LOGS)
         cfn_bucket.versioning_configuration = s3.CfnBucket.VersioningConfigurationProperty(status="Enabled")
         cfn_bucket.logging_configuration = s3.CfnBucket.LoggingConfigurationProperty(
             destination_bucket_name=access_logs.bucket_name, log_file_prefix=ARTIFACT_LOG_PREFIX
@@ -472,10 +456,6 @@ _NO_RESOURCE_LEVEL_ACTIONS = {
 _INLINE_REASON = (
     "CDK Pipelines adds each action's permissions to its role's default (inline) policy while it wires the "
     "pipeline; every statement there is scoped to the pipeline's own bucket, key, projects and bootstrap roles."
-)
-_NO_REPLICATION_LOGS = (
-    "Access logs of the pipeline's artifact bucket: versioning and a year's retention protect them; replicating "
-    "them to another region adds cost without a recovery use."
 )
 _NO_REPLICATION_ARTIFACTS = (
     "Pipeline artifacts are intermediates that the next execution rebuilds from the repository; versioning protects "
