@@ -251,7 +251,7 @@ def test_function_runtime_settings_and_environment() -> None:
     assert function["ReservedConcurrentExecutions"] == 7
     assert function["Timeout"] == 21  # ceil(3 * (1.5 + 5) + 1) = ceil(20.5)
     variables = function["Environment"]["Variables"]
-    assert variables["SAGEBERT_ENDPOINT_NAME"]["Fn::GetAtt"][1] == "EndpointName"
+    assert variables["SAGEBERT_ENDPOINT_NAME"] == "sagebert-test"  # the endpoint's fixed name
     assert {k: v for k, v in variables.items() if k != "SAGEBERT_ENDPOINT_NAME"} == {
         "SAGEBERT_TARGET_VARIANT": "AllTraffic",
         "SAGEBERT_READ_TIMEOUT_S": "5",

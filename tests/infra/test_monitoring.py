@@ -538,9 +538,7 @@ def test_stages_with_monitoring_pass_the_gates(default_artifact: Path, tmp_path:
     config_dir.mkdir()
     (config_dir / "eu.yaml").write_text(
         "account: '111122223333'\nregion: eu-west-1\n"
-        # (account_cloudwatch_role: false: with a pinned region, InferenceApi's acknowledgment of that role's
-        # managed policy spells the partition differently from cdk-nag; see test_stages for the same choice.)
-        "api: {auth: iam, account_cloudwatch_role: false}\n"
+        "api: {auth: iam}\n"
         "batch: {}\n"
         "monitoring:\n"
         "  period_s: 60\n"

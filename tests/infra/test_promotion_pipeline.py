@@ -34,12 +34,6 @@ def pinned_config(folder: Path, *, notification_email: str | None = "ml-oncall@e
     for stage, account in ACCOUNTS.items():
         settings = yaml.safe_load((ROOT / "config" / f"{stage}.yaml").read_text(encoding="utf-8"))
         settings.update(account=account, region=REGION)
-        if "api" in settings:
-            # Known issue outside the pipeline (reported): with a pinned region, InferenceApi acknowledges the
-            # account CloudWatch role's AwsSolutions-IAM4 finding with a literal partition while the template
-            # keeps ${AWS::Partition}, so any pinned stage with that role fails the gate. The role is one per
-            # account and region anyway; these stages leave it to the account.
-            settings["api"]["account_cloudwatch_role"] = False
         (folder / f"{stage}.yaml").write_text(yaml.safe_dump(settings), encoding="utf-8")
     pipeline = yaml.safe_load((ROOT / "config" / "pipeline.yaml").read_text(encoding="utf-8"))
     pipeline.update(enabled=True, account=TOOLING, region=REGION, notification_email=notification_email)
