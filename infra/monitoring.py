@@ -24,14 +24,7 @@ from infra.batch_transform_schedule import BatchTransformSchedule
 from infra.inference_api import InferenceApi
 from infra.key_policies import allow_cloudwatch_alarms
 from infra.monitoring_config import MonitoringSettings
-from infra.realtime_endpoint import RealtimeEndpoint
-
-# SageMaker endpoint metrics: invocations per variant, and the instances' utilization per variant.
-# https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html
-ENDPOINT_NAMESPACE = "AWS/SageMaker"
-INSTANCE_NAMESPACE = "/aws/sagemaker/Endpoints"
-# ModelLatency and OverheadLatency are published in microseconds.
-MICROSECONDS_PER_MS = 1000
+from infra.realtime_endpoint import MICROSECONDS_PER_MS, RealtimeEndpoint
 
 # Dashboard layout: 24 columns; each row is a 6-column note and graphs sharing the other 18.
 ROW_WIDTH = 24
@@ -324,23 +317,11 @@ class Monitoring(Construct):
             ),
         )
 
-    def _endpoint_metric(
-        self, namespace: str, name: str, endpoint: RealtimeEndpoint, variant: str, statistic: str, label: str
-    ) -> cloudwatch.Metric:
-        return cloudwatch.Metric(
-            namespace=namespace,
-            metric_name=name,
-            dimensions_map={"EndpointName": endpoint.endpoint_name, "VariantName": variant},
-            period=self._period,
-            statistic=statistic,
-            label=label,
-        )
-
     def _endpoint_row(self, endpoint: RealtimeEndpoint, variant: str) -> list[cloudwatch.IWidget]:
         settings = self._settings
 
         def metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
-            return self._endpoint_metric(ENDPOINT_NAMESPACE, name, endpoint, variant, statistic, label)
+            return endpoint.metric(name, variant=variant, statistic=statistic, period=self._period, label=label)
 
         invocations = metric("Invocations", "Sum", "invocations")
         errors_4xx = metric("Invocation4XXErrors", "Sum", "4XX")
@@ -417,7 +398,9 @@ class Monitoring(Construct):
         settings = self._settings
 
         def metric(name: str, label: str) -> cloudwatch.Metric:
-            return self._endpoint_metric(INSTANCE_NAMESPACE, name, endpoint, variant, "Average", label)
+            return endpoint.metric(
+                name, variant=variant, instance=True, statistic="Average", period=self._period, label=label
+            )
 
         cpu = cloudwatch.MathExpression(
             # CPUUtilization is summed over the instance's vCPUs (up to 100 % x vCPUs): per vCPU it reads 0-100 %.

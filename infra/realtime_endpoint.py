@@ -18,7 +18,13 @@ from infra import compute_profiles
 from infra.compliance import acknowledge
 from infra.endpoint_config import EndpointSettings
 
-SAGEMAKER_NAMESPACE = "AWS/SageMaker"
+# SageMaker publishes invocation metrics (EndpointName, VariantName) and, for instance-backed variants,
+# instance metrics (CPU, memory, disk, GPU) under these namespaces.
+# https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html
+ENDPOINT_NAMESPACE = "AWS/SageMaker"
+INSTANCE_NAMESPACE = "/aws/sagemaker/Endpoints"
+# ModelLatency and OverheadLatency are published in microseconds.
+MICROSECONDS_PER_MS = 1000
 
 
 @dataclass(frozen=True)
@@ -227,21 +233,8 @@ class RealtimeEndpoint(Construct):
         rollout = settings.rollout
         alarms: list[cloudwatch.Alarm] = []
         for variant in self.variant_names:
-            dimensions = {"EndpointName": self.endpoint_name, "VariantName": variant}
-            errors = cloudwatch.Metric(
-                namespace=SAGEMAKER_NAMESPACE,
-                metric_name="Invocation5XXErrors",
-                dimensions_map=dimensions,
-                statistic="Sum",
-                period=Duration.minutes(1),
-            )
-            latency = cloudwatch.Metric(
-                namespace=SAGEMAKER_NAMESPACE,
-                metric_name="ModelLatency",  # microseconds
-                dimensions_map=dimensions,
-                statistic="p99",
-                period=Duration.minutes(1),
-            )
+            errors = self.metric("Invocation5XXErrors", variant=variant, statistic="Sum")
+            latency = self.metric("ModelLatency", variant=variant, statistic="p99")  # microseconds
             alarms.append(
                 cloudwatch.Alarm(
                     self,
@@ -260,7 +253,7 @@ class RealtimeEndpoint(Construct):
                     self,
                     f"RollbackLatency{variant}",
                     metric=latency,
-                    threshold=rollout.max_model_latency_ms * 1000,
+                    threshold=rollout.max_model_latency_ms * MICROSECONDS_PER_MS,
                     comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                     evaluation_periods=2,
                     treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
@@ -304,13 +297,7 @@ class RealtimeEndpoint(Construct):
                 scale_out_cooldown=scale_out,
             )
             return
-        backlog = cloudwatch.Metric(
-            namespace=SAGEMAKER_NAMESPACE,
-            metric_name="ApproximateBacklogSizePerInstance",
-            dimensions_map={"EndpointName": self.endpoint_name},
-            statistic="Average",
-            period=Duration.minutes(1),
-        )
+        backlog = self.metric("ApproximateBacklogSizePerInstance", statistic="Average")
         self.scalable_target.scale_to_track_metric(
             "BacklogPerInstance",
             target_value=scaling.target_backlog_per_instance,
@@ -320,13 +307,7 @@ class RealtimeEndpoint(Construct):
         )
         # Target tracking cannot leave zero instances (backlog per instance is undefined there): a step policy on
         # HasBacklogWithoutCapacity starts the first instance when requests wait.
-        waiting = cloudwatch.Metric(
-            namespace=SAGEMAKER_NAMESPACE,
-            metric_name="HasBacklogWithoutCapacity",
-            dimensions_map={"EndpointName": self.endpoint_name},
-            statistic="Average",
-            period=Duration.minutes(1),
-        )
+        waiting = self.metric("HasBacklogWithoutCapacity", statistic="Average")
         self.scalable_target.scale_on_metric(
             "ScaleOutFromZero",
             metric=waiting,
@@ -337,6 +318,31 @@ class RealtimeEndpoint(Construct):
             adjustment_type=autoscaling.AdjustmentType.CHANGE_IN_CAPACITY,
             cooldown=Duration.seconds(scaling.scale_out_cooldown_s),
             evaluation_periods=1,
+        )
+
+    def metric(
+        self,
+        name: str,
+        *,
+        statistic: str,
+        variant: str | None = None,
+        instance: bool = False,
+        period: Duration | None = None,
+        label: str | None = None,
+    ) -> cloudwatch.Metric:
+        """A CloudWatch metric of this endpoint: of one variant when `variant` is given (else endpoint-wide,
+        as async backlog metrics are), an instance metric (CPU, memory, GPU ...) when `instance`; one-minute
+        periods unless `period` says otherwise."""
+        dimensions = {"EndpointName": self.endpoint_name}
+        if variant is not None:
+            dimensions["VariantName"] = variant
+        return cloudwatch.Metric(
+            namespace=INSTANCE_NAMESPACE if instance else ENDPOINT_NAMESPACE,
+            metric_name=name,
+            dimensions_map=dimensions,
+            statistic=statistic,
+            period=period or Duration.minutes(1),
+            label=label,
         )
 
     def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from infra import compute_profiles
+from infra.compute_profiles import HOURS_PER_MONTH
 from infra.config import StageConfig, load_all
 from infra.prices import PriceTable
 from infra.prices import load as load_prices
@@ -35,7 +36,6 @@ BENCH_API_RESULTS = REPO_ROOT / "build" / "bench-api" / "results.json"
 BENCH_BATCH_RESULTS = REPO_ROOT / "build" / "bench-batch" / "results.json"
 
 # AWS prices "per month" on 730 hours (8,760 / 12); schedules are counted in a 30-day month.
-HOURS_PER_MONTH = 730
 DAYS_PER_MONTH = 30
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
 # A transform job bills from instance provisioning to the end of the job: launching the instance, pulling the
