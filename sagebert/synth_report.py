@@ -134,7 +134,9 @@ def main(outdir: Path) -> int:
         return 1
     print("cdk-nag: AwsSolutions and NIST 800-53 R5 - no unacknowledged findings")
     stages = read_assembly(outdir)
+    # The stages' stacks, and top-level stacks outside any stage (the promotion pipeline, when enabled).
     templates = [stack.template for stage in stages for stack in stage.stacks]
+    templates += sorted(outdir.glob("*.template.json"))
     code = run_cfn_lint(templates)
     if code != 0:
         print(
