@@ -59,22 +59,13 @@ ACCELERATED_SIZES = {
     "inf2": ("xlarge", "8xlarge", "24xlarge", "48xlarge"),
 }
 
-# Serverless inference: memory in 1 GB steps from 1 to 6 GB, at most 200 concurrent invocations.
+# Serverless inference: at most 200 concurrent invocations (memory: 1 to 6 GB in 1 GB steps, endpoint_config).
 # https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints.html
-SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 SERVERLESS_MAX_CONCURRENCY = 200
 
 # Elastic Inference: closed to new customers on 2023-04-15 and at end of life since April 2024; it only
 # ever worked with the PyTorch 1.5 and TensorFlow 2.3 EI containers, never with the Hugging Face ones.
 # https://docs.aws.amazon.com/sagemaker/latest/dg/ei.html
-EI_ACCELERATORS = (
-    "ml.eia1.medium",
-    "ml.eia1.large",
-    "ml.eia1.xlarge",
-    "ml.eia2.medium",
-    "ml.eia2.large",
-    "ml.eia2.xlarge",
-)
 # AWS's migration advice is Inferentia or G4; the replacement keeps the accelerator's class.
 EI_REPLACEMENT = {"medium": "ml.g4dn.xlarge", "large": "ml.g4dn.xlarge", "xlarge": "ml.g4dn.2xlarge"}
 EI_INFERENTIA_REPLACEMENT = "ml.inf2.xlarge"
@@ -164,7 +155,7 @@ def target_invocations_per_minute(instance_type: str) -> int:
     return math.floor(MEASURED_CPU_REQUESTS_PER_S_PER_VCPU * vcpus(instance_type) * 60 * AUTOSCALING_HEADROOM)
 
 
-def ei_replacement(instance_type: str, accelerator_type: str | None) -> tuple[str, str]:
-    """(G4 replacement, Inferentia replacement) instance types for an Elastic Inference setup."""
+def ei_replacement(accelerator_type: str | None) -> tuple[str, str]:
+    """(G4 replacement, Inferentia replacement) instance types for an Elastic Inference accelerator."""
     size = (accelerator_type or "ml.eia2.medium").rsplit(".", 1)[-1]
     return EI_REPLACEMENT.get(size, "ml.g4dn.xlarge"), EI_INFERENTIA_REPLACEMENT

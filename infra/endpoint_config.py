@@ -436,7 +436,7 @@ def elastic_inference_refusal(settings: EndpointSettings) -> str:
 
     host = settings.instance_type or "ml.m5.large"
     accelerator = settings.accelerator_type or "ml.eia2.medium"
-    g4, inf2 = compute_profiles.ei_replacement(host, accelerator)
+    g4, inf2 = compute_profiles.ei_replacement(accelerator)
     count = settings.instance_count
     table = prices.load()
 

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from infra import compute_profiles
-from infra.compute_profiles import HOURS_PER_MONTH
+from infra.compute_profiles import HOURS_PER_MONTH, SERVERLESS_MAX_CONCURRENCY
 from infra.config import StageConfig, load_all
+from infra.endpoint_config import ServerlessSettings
 from infra.prices import PriceTable
 from infra.prices import load as load_prices
 
@@ -46,11 +47,9 @@ BATCH_STARTUP_S = 300
 # SageMaker bills instance time per second; its pricing page states no minimum. EC2's per-second billing has a
 # 60-second minimum, which is kept here as the conservative floor per instance and run.
 BATCH_MINIMUM_BILLED_S = 60
-# Serverless Inference: at most 200 concurrent invocations per endpoint, 1024-6144 MB, CPU only.
-SERVERLESS_MAX_CONCURRENCY = 200
-# The memory the comparison assumes for a stage that is not serverless: the model server with the int8
-# archive peaked at ~1.2 GB resident (make bench), so 2048 MB leaves room.
-DEFAULT_SERVERLESS_MEMORY_MB = 2048
+# The memory the comparison assumes for a stage that is not serverless: the serverless section's default. The
+# model server with the int8 archive peaked at ~1.2 GB resident (make bench), so 2048 MB leaves room.
+DEFAULT_SERVERLESS_MEMORY_MB = ServerlessSettings().memory_mb
 DEFAULT_LAMBDA_MEMORY_MB = 512
 # The instance type the comparison prices real time and batch on when the stage has none (serverless).
 DEFAULT_CPU_INSTANCE = "ml.c6i.large"
@@ -187,36 +186,32 @@ class StageUsage:
 
 
 def usage_of(stage: str, config: StageConfig) -> StageUsage:
-    """What a stage config deploys and expects, as numbers. Reads the compute-profile fields defensively:
-    `serverless`, `autoscaling`, `variants` and `shadow` are absent from older schemas."""
+    """What a stage config deploys and expects, as numbers."""
     endpoint = config.endpoint
-    compute = str(getattr(endpoint, "compute", "cpu"))
-    main_type: str | None = getattr(endpoint, "instance_type", None)
-    count = int(getattr(endpoint, "instance_count", 1))
     instances: list[InstanceUsage] = []
     serverless: ServerlessUsage | None = None
-    if compute == "serverless":
-        settings = getattr(endpoint, "serverless", None)
+    if endpoint.serverless is not None:
         serverless = ServerlessUsage(
-            memory_mb=int(getattr(settings, "memory_mb", DEFAULT_SERVERLESS_MEMORY_MB)),
-            max_concurrency=int(getattr(settings, "max_concurrency", SERVERLESS_MAX_CONCURRENCY)),
-            provisioned_concurrency=int(getattr(settings, "provisioned_concurrency", 0) or 0),
+            memory_mb=endpoint.serverless.memory_mb,
+            max_concurrency=endpoint.serverless.max_concurrency,
+            provisioned_concurrency=endpoint.serverless.provisioned_concurrency,
         )
-    elif main_type is not None:
-        autoscaling = getattr(endpoint, "autoscaling", None)
-        low = int(getattr(autoscaling, "min_instances", count)) if autoscaling is not None else count
-        high = int(getattr(autoscaling, "max_instances", count)) if autoscaling is not None else count
-        instances.append(InstanceUsage(str(getattr(endpoint, "variant_name", "AllTraffic")), main_type, low, high))
-        for variant in getattr(endpoint, "variants", None) or ():
-            kind = getattr(variant, "instance_type", None) or main_type
-            n = int(getattr(variant, "instance_count", 1))
-            instances.append(InstanceUsage(str(getattr(variant, "name", "variant")), kind, n, n))
-        shadow = getattr(endpoint, "shadow", None)
+    elif endpoint.instance_type is not None:
+        main_type, count = endpoint.instance_type, endpoint.instance_count
+        scaling = endpoint.autoscaling
+        low, high = (scaling.min_instances, scaling.max_instances) if scaling is not None else (count, count)
+        instances.append(InstanceUsage(endpoint.variant_name, main_type, low, high))
+        for variant in endpoint.variants:
+            kind = variant.instance_type or main_type
+            instances.append(InstanceUsage(variant.name, kind, variant.instance_count, variant.instance_count))
+        shadow = endpoint.shadow
         if shadow is not None:
-            kind = getattr(shadow, "instance_type", None) or main_type
-            n = int(getattr(shadow, "instance_count", 1))
-            instances.append(InstanceUsage(f"{getattr(shadow, 'name', 'Shadow')} (shadow)", kind, n, n))
-    traffic_settings = getattr(config, "traffic", None)
+            kind = shadow.instance_type or main_type
+            instances.append(
+                InstanceUsage(f"{shadow.name} (shadow)", kind, shadow.instance_count, shadow.instance_count)
+            )
+    compute = endpoint.compute
+    traffic_settings = config.traffic
     traffic = (
         TrafficUsage(
             requests_per_month=traffic_settings.requests_per_month,

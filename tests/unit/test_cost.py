@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from infra import prices as prices_module
+from infra.config import StageConfig
 from infra.traffic_config import TrafficSettings
 from sagebert import cost
 
@@ -142,20 +143,18 @@ def test_recommendation_batch_without_requests() -> None:
 
 
 def test_usage_of_a_config_with_autoscaling_reads_min_and_max() -> None:
-    # A stand-in with the compute-profile fields, so the test does not depend on the schema's state.
-    class Autoscaling:
-        min_instances, max_instances = 2, 4
-
-    class Endpoint:
-        compute, instance_type, instance_count, variant_name = "cpu", "ml.c6i.xlarge", 2, "AllTraffic"
-        autoscaling, shadow = Autoscaling(), None
-        variants: tuple[object, ...] = ()
-
-    class Config:
-        endpoint, production, batch, api = Endpoint(), True, None, None
-        traffic = TrafficSettings(requests_per_month=1000, peak_requests_per_second=1)
-
-    usage = cost.usage_of("prod", Config())  # type: ignore[arg-type]
+    config = StageConfig.model_validate(
+        {
+            "production": True,
+            "endpoint": {
+                "instance_type": "ml.c6i.xlarge",
+                "instance_count": 2,
+                "autoscaling": {"min_instances": 2, "max_instances": 4},
+            },
+            "traffic": {"requests_per_month": 1000, "peak_requests_per_second": 1},
+        }
+    )
+    usage = cost.usage_of("prod", config)
     assert usage.instances == (cost.InstanceUsage("AllTraffic", "ml.c6i.xlarge", 2, 4),)
     table = prices_module.load()
     report = cost.stage_report(usage, table, cost.load_measured())
