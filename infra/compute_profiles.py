@@ -155,6 +155,12 @@ def target_invocations_per_minute(instance_type: str) -> int:
     return math.floor(MEASURED_CPU_REQUESTS_PER_S_PER_VCPU * vcpus(instance_type) * 60 * AUTOSCALING_HEADROOM)
 
 
+def server_workers(instance_type: str, threads_per_worker: int) -> int:
+    """Model-server workers for a CPU instance with `threads_per_worker` ONNX Runtime threads each
+    (SAGEMAKER_MODEL_SERVER_WORKERS): together they use every vCPU and never more."""
+    return max(1, vcpus(instance_type) // threads_per_worker)
+
+
 def ei_replacement(accelerator_type: str | None) -> tuple[str, str]:
     """(G4 replacement, Inferentia replacement) instance types for an Elastic Inference accelerator."""
     size = (accelerator_type or "ml.eia2.medium").rsplit(".", 1)[-1]

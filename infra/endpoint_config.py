@@ -246,6 +246,15 @@ class EndpointSettings(Strict):
         description="Production variant name. Keep it stable: deployment guardrails need the same name across updates.",
     )
     weight: float = Field(1.0, gt=0, le=1000, description="The main variant's traffic weight (with variants).")
+    threads_per_worker: int = Field(
+        1,
+        ge=1,
+        le=192,
+        description="compute: cpu or async: ONNX Runtime threads per model-server worker; the container runs "
+        "vCPUs / threads_per_worker workers. 1 (the toolkit's layout): most requests per second under "
+        "concurrent load. The instance's vCPUs (one worker): lowest latency for one request at a time. Must "
+        "divide the vCPUs; above 1, autoscaling needs target_invocations_per_minute.",
+    )
     volume_size_gb: int | None = Field(
         None,
         ge=1,
@@ -336,7 +345,33 @@ class EndpointSettings(Strict):
                 )
         self._variant_rules()
         self._autoscaling_rules()
+        self._worker_layout_rules()
         return self
+
+    def _worker_layout_rules(self) -> None:
+        if self.threads_per_worker == 1:
+            return
+        if self.compute not in ("cpu", "async"):
+            raise ValueError(
+                f"endpoint.threads_per_worker = {self.threads_per_worker} with compute: {self.compute}: it sets the "
+                "ONNX Runtime worker layout of CPU instances (compute: cpu or async). Remove it."
+            )
+        types = [self.instance_type, *(extra.instance_type for extra in [*self.variants, self.shadow] if extra)]
+        for instance_type in dict.fromkeys(t for t in types if t):
+            count = compute_profiles.vcpus(instance_type)
+            if count % self.threads_per_worker:
+                divisors = ", ".join(str(n) for n in range(1, count + 1) if count % n == 0)
+                raise ValueError(
+                    f"endpoint.threads_per_worker = {self.threads_per_worker} does not divide the {count} vCPUs of "
+                    f"{instance_type}: workers x threads must use every vCPU and no more. Use one of {divisors}."
+                )
+        if self.autoscaling is not None and self.autoscaling.target_invocations_per_minute is None:
+            raise ValueError(
+                f"endpoint.autoscaling.target_invocations_per_minute is required with endpoint.threads_per_worker = "
+                f"{self.threads_per_worker}: sagebert derives the target from throughput measured with one thread per "
+                "worker, and fewer, wider workers answer fewer requests per second. Load-test one instance and set "
+                "about half its sustained invocations per minute."
+            )
 
     def _serverless_rules(self) -> None:
         unsupported = {

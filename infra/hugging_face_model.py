@@ -53,10 +53,13 @@ class HuggingFaceModel(Construct):
         flavour: Flavour,
         base_dir: Path,
         runtime: str | None = None,
+        server_workers: int | None = None,
         network_isolation: bool | None = None,
         vpc: ModelVpc | None = None,
     ) -> None:
-        """`runtime` sets SAGEBERT_RUNTIME (the handler mode of the compute profile); `network_isolation`
+        """`runtime` sets SAGEBERT_RUNTIME (the handler mode of the compute profile); `server_workers` the
+        model server's worker count (SAGEMAKER_MODEL_SERVER_WORKERS; the handler then takes the cores
+        divided among them as its threads; None: one worker per core); `network_isolation`
         overrides the source's setting (serverless does not support isolation); `vpc` puts the model's
         containers in those subnets and security groups."""
         super().__init__(scope, id_)
@@ -109,6 +112,8 @@ class HuggingFaceModel(Construct):
         if runtime is not None and not isinstance(source, HubModel):
             # A Hub model runs the toolkit's own handler, which does not read this.
             environment["SAGEBERT_RUNTIME"] = runtime
+        if server_workers is not None and not isinstance(source, HubModel):
+            environment["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(server_workers)
         if vpc is not None:
             statements.append(
                 iam.PolicyStatement(

@@ -9,7 +9,7 @@ from aws_cdk import Aws, CfnOutput, Stack
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from infra import image_catalog
+from infra import compute_profiles, image_catalog
 from infra.artifact_store import ArtifactStore
 from infra.batch_transform_schedule import BatchTransformSchedule
 from infra.config import ApiSettings, BatchSettings, StageConfig
@@ -72,7 +72,11 @@ class ServingStack(Stack):
             self.network = PrivateNetwork(self, "Network", settings=endpoint.vpc, key=key)
             vpc = ModelVpc(self.network.subnet_ids, [self.network.security_group.security_group_id])
 
-        def model(id_: str, source: ModelSource) -> HuggingFaceModel:
+        def model(id_: str, source: ModelSource, instance_type: str | None) -> HuggingFaceModel:
+            # threads_per_worker above 1: fewer, wider model-server workers, sized for this variant's instances.
+            workers = None
+            if endpoint.threads_per_worker > 1 and instance_type is not None:
+                workers = compute_profiles.server_workers(instance_type, endpoint.threads_per_worker)
             return HuggingFaceModel(
                 self,
                 id_,
@@ -82,11 +86,12 @@ class ServingStack(Stack):
                 base_dir=base_dir,
                 # cpu leaves the handler on auto (int8 ONNX when the archive has it, else PyTorch).
                 runtime=None if profile.flavour == "cpu" else profile.runtime,
+                server_workers=workers,
                 network_isolation=config.network_isolation(source),
                 vpc=vpc,
             )
 
-        self.model = model("Model", config.model)
+        self.model = model("Model", config.model, endpoint.instance_type)
         variants = [
             VariantModel(
                 endpoint.variant_name,
@@ -98,7 +103,7 @@ class ServingStack(Stack):
         ]
         self.models = [self.model]
         for variant in endpoint.variants:
-            extra = model(f"Model{variant.name}", variant.model)
+            extra = model(f"Model{variant.name}", variant.model, variant.instance_type or endpoint.instance_type)
             self.models.append(extra)
             variants.append(
                 VariantModel(
@@ -111,7 +116,11 @@ class ServingStack(Stack):
             )
         shadow: VariantModel | None = None
         if endpoint.shadow is not None:
-            extra = model(f"Model{endpoint.shadow.name}", endpoint.shadow.model)
+            extra = model(
+                f"Model{endpoint.shadow.name}",
+                endpoint.shadow.model,
+                endpoint.shadow.instance_type or endpoint.instance_type,
+            )
             self.models.append(extra)
             # A shadow variant's weight is the share of the production variant's requests it is sent.
             shadow = VariantModel(
@@ -143,9 +152,10 @@ class ServingStack(Stack):
                 write_prefixes=writes,
                 topics=self.endpoint.async_topics,
             )
-        # Transform jobs run on CPU instances: a GPU or Neuron image would not start there.
+        # Transform jobs run on CPU instances: a GPU or Neuron image would not start there. Nor does the
+        # endpoint's worker layout belong there: it was sized for the endpoint's instance type.
         self.batch_model = self.model
-        if config.batch is not None and profile.flavour != "cpu":
+        if config.batch is not None and (profile.flavour != "cpu" or endpoint.threads_per_worker > 1):
             self.batch_model = HuggingFaceModel(
                 self,
                 "BatchModel",

@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--threads", type=int, default=2, help="threads for every contender (default 2)")
     bench.add_argument("--iterations", type=int, default=200, help="requests per text length (default 200)")
     bench.add_argument("--budget", type=float, default=30.0, help="seconds at most per text length")
-    bench.add_argument("--port", type=int, default=23000, help="first of three local ports for the model server")
+    bench.add_argument(
+        "--port", type=int, default=23000, help="first local port: the contenders' servers take three each, 10 apart"
+    )
 
     bench_api_parser = commands.add_parser(
         "bench-api", help="the front door's cold init, overhead and a load run (make bench-api)"
@@ -77,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         default="mark",
         help="a bad line: an error record (mark) or a failed run",
     )
-    batch.add_argument("--port", type=int, default=23200, help="first of three local ports for the model server")
+    batch.add_argument(
+        "--port", type=int, default=23200, help="first local port: the contenders' servers take three each, 10 apart"
+    )
 
     bench_batch_parser = commands.add_parser(
         "bench-batch", help="batch throughput: sagebert vs the stock handler (make bench-batch)"

@@ -57,6 +57,14 @@ EVERYTHING = {
 }
 # The same with a private VPC (synthesized on its own: see test_everything_with_vpc_passes_the_gates).
 EVERYTHING_VPC = {**EVERYTHING, "vpc": {}}
+# The latency layout: fewer, wider model-server workers, sized per variant's instance type.
+WIDE_WORKERS = {
+    "instance_type": "ml.c6i.xlarge",
+    "threads_per_worker": 2,
+    "variants": [
+        {"name": "Candidate", "weight": 1, "instance_type": "ml.c6i.large", "model": {"source": "s3", "uri": S3_URI}}
+    ],
+}
 SHADOW = {
     "instance_type": "ml.c6i.large",
     "shadow": {"name": "Shadow", "sampling_percent": 50, "model": {"source": "s3", "uri": S3_URI}},
@@ -92,6 +100,7 @@ def synth(default_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> S
             configs[f"{stage}-{compute}"] = config
     configs["everything"] = _everything(EVERYTHING)
     configs["shadow"] = {"endpoint": SHADOW}
+    configs["wide-workers"] = _everything(WIDE_WORKERS)
     for name, config in configs.items():
         (config_dir / f"{name}.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     out = tmp_path_factory.mktemp("cdk.out")
@@ -290,6 +299,22 @@ def test_shadow_stage_passes_with_its_own_model(synth: Synth) -> None:
     (shadow,) = config["ShadowProductionVariants"]
     assert (shadow["VariantName"], shadow["InitialVariantWeight"]) == ("Shadow", 0.5)
     assert len(resources(serving, "AWS::SageMaker::Model")) == 2
+
+
+def test_threads_per_worker_sizes_each_variants_model_server(synth: Synth) -> None:
+    stacks = templates(synth, "wide-workers")
+    models = resources(stacks["Serving"], "AWS::SageMaker::Model")
+    (config,) = resources(stacks["Serving"], "AWS::SageMaker::EndpointConfig").values()
+    by_variant = {v["VariantName"]: models[v["ModelName"]["Fn::GetAtt"][0]] for v in config["ProductionVariants"]}
+
+    def workers(model: dict[str, Any]) -> str | None:
+        return model["PrimaryContainer"].get("Environment", {}).get("SAGEMAKER_MODEL_SERVER_WORKERS")
+
+    # 4 vCPUs / 2 threads = 2 workers on the main variant's c6i.xlarge; 2 / 2 = 1 on the candidate's c6i.large.
+    assert workers(by_variant["AllTraffic"]) == "2" and workers(by_variant["Candidate"]) == "1"
+    # Transform jobs get their own model with the toolkit's layout: the endpoint's was sized for its instances.
+    batch = [model for key, model in models.items() if key.startswith("BatchModel")]
+    assert len(batch) == 1 and workers(batch[0]) is None
 
 
 # --- Rejected combinations ----------------------------------------------------------------------
@@ -518,6 +543,28 @@ REJECTED: list[tuple[str, str, str]] = [
         "api.target_variant = 'Shadow' is not a production variant of the endpoint (AllTraffic, Candidate)",
     ),
     (
+        "threads_per_worker on gpu",
+        "endpoint: {compute: gpu, threads_per_worker: 2}",
+        "endpoint.threads_per_worker = 2 with compute: gpu",
+    ),
+    (
+        "threads_per_worker that does not divide the vCPUs",
+        "endpoint: {instance_type: ml.c6i.xlarge, threads_per_worker: 3}",
+        "does not divide the 4 vCPUs of ml.c6i.xlarge: workers x threads must use every vCPU and no more. Use one "
+        "of 1, 2, 4.",
+    ),
+    (
+        "threads_per_worker above a variant's vCPUs",
+        f"endpoint: {{instance_type: ml.c6i.xlarge, threads_per_worker: 4, variants: [{{name: Small, weight: 1, "
+        f"instance_type: ml.c6i.large, model: {_S3}}}]}}",
+        "does not divide the 2 vCPUs of ml.c6i.large",
+    ),
+    (
+        "threads_per_worker with a derived autoscaling target",
+        "endpoint: {threads_per_worker: 2, autoscaling: {max_instances: 3}}",
+        "target_invocations_per_minute is required with endpoint.threads_per_worker = 2",
+    ),
+    (
         "vpc with one availability zone",
         "endpoint: {vpc: {availability_zones: 1}}",
         "endpoint.vpc.availability_zones = 1",
@@ -570,6 +617,12 @@ ACCEPTED = [
         f"endpoint: {{variants: [{{name: Candidate, weight: 1, model: {_S3}}}]}}\napi: {{target_variant: Candidate}}",
     ),
     ("hub model on cpu without vpc", f"model: {_HUB}"),
+    ("one worker on a 2-vCPU instance", "endpoint: {threads_per_worker: 2}"),
+    (
+        "wide workers with an autoscaling target",
+        "endpoint: {compute: async, instance_type: ml.c6i.2xlarge, threads_per_worker: 4, "
+        "autoscaling: {target_invocations_per_minute: 3000}}",
+    ),
 ]
 
 
