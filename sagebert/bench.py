@@ -27,7 +27,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -152,24 +154,66 @@ def _server_environment(name: str) -> dict[str, str]:
     return {"SAGEBERT_RUNTIME": name}
 
 
-def _take_turns(clients: dict[str, Any], text: str, iterations: int, budget_s: float) -> dict[str, list[float]]:
+def _only(name: str | None, endpoints: dict[str, Any]) -> None:
+    """Let only `name`'s server run (None: all of them): the others' process groups are stopped, so
+    their timers, garbage collectors and minutely metric collectors take no CPU from the measured one
+    (with five idle servers running, GET /ping took 2 ms instead of 0.7)."""
+    for other, endpoint in endpoints.items():
+        if endpoint.process is not None:  # None: already stopped for good
+            os.killpg(endpoint.process.pid, signal.SIGCONT if name in (None, other) else signal.SIGSTOP)
+
+
+def _take_turns(
+    endpoints: dict[str, Any],
+    clients: dict[str, Any],
+    sent: dict[str, int],
+    text: str,
+    iterations: int,
+    budget_s: float,
+) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
     """Batch-1 latencies (ms), the contenders taking turns TURN requests at a time: the shared machine's
     slow moments fall on all of them alike instead of on whichever ran then. Each stops at `iterations`
-    requests or `budget_s` seconds of its own requests."""
+    requests or `budget_s` seconds of its own requests. Also returns which of each server's POSTs
+    (counted in `sent`) were the timed ones, to find them in its log."""
     body = json.dumps({"inputs": text}).encode()
     found: dict[str, list[float]] = {name: [] for name in clients}
+    timed: dict[str, list[int]] = {name: [] for name in clients}
     spent = dict.fromkeys(clients, 0.0)
-    for client in clients.values():
-        for _ in range(5):
-            client.post(body)
     while active := [n for n in clients if len(found[n]) < iterations and spent[n] < budget_s]:
         for name in active:
+            _only(name, endpoints)
+            for _ in range(3):  # untimed: the first requests after a pause wake the server's threads
+                clients[name].post(body)
+            sent[name] += 3
             for _ in range(min(TURN, iterations - len(found[name]))):
                 t0 = time.perf_counter()
                 clients[name].post(body)
                 took = time.perf_counter() - t0
                 found[name].append(took * 1000)
+                timed[name].append(sent[name])
+                sent[name] += 1
                 spent[name] += took
+    return found, timed
+
+
+# What the serving stack logs per request: the toolkit's timing of the handler's predict step, the
+# Java front end's round trip to the worker, and its access log's whole-request time.
+LOG_PATTERNS = {
+    "predict_ms": re.compile(r"Predict time - ([0-9.]+) ms"),
+    "worker_ms": re.compile(r"Backend response time: ([0-9]+)"),
+    "server_ms": re.compile(r'ACCESS_LOG - \S+ "POST [^"]*" \d+ ([0-9]+)'),
+}
+
+
+def where_time_goes(log: str, timed: list[int]) -> dict[str, float]:
+    """Medians (ms) over the timed POSTs (their indices, in request order) of the server log's figures."""
+    # Each worker's model load logs a "Backend response time" too, before the first request's predict.
+    first_request = max(0, log.find("Predict time - "))
+    found: dict[str, float] = {}
+    for key, pattern in LOG_PATTERNS.items():
+        values = [float(v) for v in pattern.findall(log, first_request if key == "worker_ms" else 0)]
+        picked = [values[i] for i in timed if i < len(values)]
+        found[key] = statistics.median(picked) if picked else float("nan")
     return found
 
 
@@ -187,12 +231,13 @@ def _throughput(port: int, requests: list[bytes], texts_per_pass: int) -> float:
 def _server_view(
     archives: dict[str, Path], port: int, iterations: int, budget_s: float, texts: list[str], long_text: str
 ) -> list[dict[str, Any]]:
-    """Every contender on its own model server, all running at once; cold starts one after another
-    (the others idle), then latency, /ping and throughput with the contenders taking turns."""
+    """Every contender on its own model server, all up at once but only the measured one running (the
+    others paused): cold starts one after another, then latency, /ping and throughput with the
+    contenders taking turns."""
     from sagebert.serve import KeepAliveClient, LocalEndpoint
 
+    endpoints: dict[str, LocalEndpoint] = {}
     with contextlib.ExitStack() as running:
-        endpoints: dict[str, LocalEndpoint] = {}
         clients: dict[str, KeepAliveClient] = {}
         cold: dict[str, float] = {}
         for index, (name, archive) in enumerate(archives.items()):
@@ -200,6 +245,7 @@ def _server_view(
                 "one worker, every core's thread" if name == LATENCY_LAYOUT else "toolkit default: a worker per core"
             )
             print(f"server: starting {name} ({layout}) ...", flush=True)
+            _only("", endpoints)  # the servers already up wait while this one starts
             started = time.perf_counter()
             endpoints[name] = running.enter_context(
                 LocalEndpoint(
@@ -210,15 +256,19 @@ def _server_view(
                     environment=_server_environment(name),
                 )
             )
+            running.callback(_only, None, endpoints)  # a paused server cannot stop: continue them all first
             clients[name] = KeepAliveClient(endpoints[name].port + 1)
             clients[name].post(json.dumps({"inputs": SHORT}).encode())
             cold[name] = time.perf_counter() - started
         print(f"server: batch-1 latency, contenders taking turns ({TURN} requests each), up to {iterations} per length")
-        short = _take_turns(clients, SHORT, iterations, budget_s)
-        long_ = _take_turns(clients, long_text, iterations, budget_s)
+        sent = dict.fromkeys(clients, 1)  # the first answer (cold start) was POST number 0
+        short, timed_short = _take_turns(endpoints, clients, sent, SHORT, iterations, budget_s)
+        long_, timed_long = _take_turns(endpoints, clients, sent, long_text, iterations, budget_s)
         pings: dict[str, list[float]] = {name: [] for name in clients}
-        for _ in range(min(iterations, 100)):  # the server's own floor: a request that runs no model
-            for name, client in clients.items():
+        for name, client in clients.items():  # the server's own floor: a request that runs no model
+            _only(name, endpoints)
+            client.get("/ping")
+            for _ in range(min(iterations, 100)):
                 t0 = time.perf_counter()
                 client.get("/ping")
                 pings[name].append((time.perf_counter() - t0) * 1000)
@@ -227,16 +277,20 @@ def _server_view(
         # The untimed pass: a server's first large requests run several times slower (the Java front
         # end still compiling its request path, each worker's first shapes), a start-up cost the
         # cold-start column already shows.
-        for endpoint in endpoints.values():
+        for name, endpoint in endpoints.items():
+            _only(name, endpoints)
             _throughput(endpoint.port + 1, requests, len(texts))
         rates: dict[str, list[float]] = {name: [] for name in endpoints}
         for _ in range(THROUGHPUT_PASSES):
             for name, endpoint in endpoints.items():
+                _only(name, endpoints)
                 rates[name].append(_throughput(endpoint.port + 1, requests, len(texts)))
+        _only(None, endpoints)
         results = []
         for name, endpoint in endpoints.items():
             assert endpoint.process is not None
             memory = _group_rss_mb(endpoint.process.pid)
+            log = endpoint.log_path.read_text(encoding="utf-8", errors="replace")
             results.append(
                 _summary(
                     name,
@@ -247,6 +301,8 @@ def _server_view(
                     statistics.median(rates[name]),
                     memory,
                     ping_p50_ms=statistics.median(pings[name]),
+                    server_log_short=where_time_goes(log, timed_short[name]),
+                    server_log_long=where_time_goes(log, timed_long[name]),
                 )
             )
     return results
@@ -343,6 +399,31 @@ def render(results: list[dict[str, Any]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
 
 
+def render_breakdown(results: list[dict[str, Any]]) -> str:
+    """Per contender and length: the handler's predict step, the worker round trip, the whole request
+    inside multi-model-server, and what the client saw; the last column is the fixed cost of the
+    serving stack (client minus predict)."""
+    header = ("contender", "text", "handler predict", "worker round trip", "inside the server", "client", "stack cost")
+    rows = [header]
+    for r in results:
+        for length in ("short", "long"):
+            logged = r[f"server_log_{length}"]
+            client = r[f"{length}_p50_ms"]
+            rows.append(
+                (
+                    r["contender"],
+                    length,
+                    f"{logged['predict_ms']:.1f}",
+                    f"{logged['worker_ms']:.0f}",
+                    f"{logged['server_ms']:.0f}",
+                    f"{client:.1f}",
+                    f"{client - logged['predict_ms']:.1f}",
+                )
+            )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
+
+
 def chart(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -356,7 +437,7 @@ def chart(results: list[dict[str, Any]], path: Path) -> None:
         [
             ("short_p50_ms", "batch-1 p50, short text (ms)"),
             ("long_p50_ms", "batch-1 p50, ~128 tokens (ms)"),
-            ("throughput_texts_s", "throughput, 2 clients x 64 texts per request (texts/s)"),
+            ("throughput_texts_s", "throughput, 2 clients x 64 texts/request (texts/s)"),
         ],
         strict=True,
     ):
@@ -424,6 +505,8 @@ def main(threads: int, iterations: int, budget_s: float, port: int = 23000) -> i
     chart(server, OUT / "bench.png")
     print("\nThrough the model server (toolkit + multi-model-server, default workers; memory = whole server):")
     print(render(server))
+    print("\nWhere a batch-1 request's time goes (p50 ms; the server's own logs, then the client):")
+    print(render_breakdown(server))
     pings = ", ".join(f"{r['contender']} {r['ping_p50_ms']:.1f} ms" for r in server)
     print(f"server floor, GET /ping p50 (no model runs): {pings}")
     print(f"\nIn-process, one fresh process each, {threads} threads:")

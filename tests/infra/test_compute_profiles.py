@@ -60,6 +60,7 @@ EVERYTHING_VPC = {**EVERYTHING, "vpc": {}}
 # The latency layout: fewer, wider model-server workers, sized per variant's instance type.
 WIDE_WORKERS = {
     "instance_type": "ml.c6i.xlarge",
+    "instance_count": 2,
     "threads_per_worker": 2,
     "variants": [
         {"name": "Candidate", "weight": 1, "instance_type": "ml.c6i.large", "model": {"source": "s3", "uri": S3_URI}}

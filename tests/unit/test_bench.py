@@ -36,3 +36,35 @@ def test_flop_floor_of_minilm() -> None:
     # attention scores and mixing: 2 * 6 * 2 * 23^2 * 384 = 0.0049 GFLOP
     assert math.isclose(floor["gflop"], 0.4932, rel_tol=1e-3)
     assert math.isclose(floor["int8_ms"] * 2, floor["fp32_ms"], rel_tol=1e-9)
+
+
+# Lines as the serving stack writes them (multi-model-server 1.1.11 with the toolkit's handler): a worker's
+# model load, then two requests, with a health check between.
+SERVER_LOG = """\
+2026-11-26T16:00:20,525 [INFO ] pool-2-thread-4 ACCESS_LOG - /127.0.0.1:55652 "GET /ping HTTP/1.1" 200 63
+2026-11-26T16:00:28,991 [INFO ] W-9000-model com.amazonaws.ml.mms.wlm.WorkerThread - Backend response time: 8792
+2026-11-26T16:00:29,015 [INFO ] W-model-2-stdout com.amazonaws.ml.mms.wlm.WorkerLifeCycle - Predict time - 11.4398 ms
+2026-11-26T16:00:29,016 [INFO ] W-9000-model com.amazonaws.ml.mms.wlm.WorkerThread - Backend response time: 17
+2026-11-26T16:00:29,017 [INFO ] W-9000-model ACCESS_LOG - /127.0.0.1:55660 "POST /invocations HTTP/1.1" 200 19
+2026-11-26T16:00:29,120 [INFO ] pool-2-thread-4 ACCESS_LOG - /127.0.0.1:55652 "GET /ping HTTP/1.1" 200 1
+2026-11-26T16:00:29,215 [INFO ] W-model-2-stdout com.amazonaws.ml.mms.wlm.WorkerLifeCycle - Predict time - 4.5 ms
+2026-11-26T16:00:29,216 [INFO ] W-9000-model com.amazonaws.ml.mms.wlm.WorkerThread - Backend response time: 6
+2026-11-26T16:00:29,218 [INFO ] W-9000-model ACCESS_LOG - /127.0.0.1:55660 "POST /invocations HTTP/1.1" 200 9
+"""
+
+
+def test_server_log_figures_belong_to_the_timed_requests() -> None:
+    # The model load's 8792 ms and the health checks are not requests; POST number 1 is the timed one.
+    assert bench.where_time_goes(SERVER_LOG, [1]) == {"predict_ms": 4.5, "worker_ms": 6.0, "server_ms": 9.0}
+    both = bench.where_time_goes(SERVER_LOG, [0, 1])
+    assert both["worker_ms"] == (17 + 6) / 2 and both["server_ms"] == (19 + 9) / 2
+
+
+def test_breakdown_shows_the_stack_cost_beyond_predict() -> None:
+    row = result("onnx-int8", 0.25) | {
+        "server_log_short": {"predict_ms": 1.0, "worker_ms": 2.0, "server_ms": 3.0},
+        "server_log_long": {"predict_ms": 4.0, "worker_ms": 5.0, "server_ms": 6.0},
+    }
+    lines = bench.render_breakdown([row]).splitlines()  # type: ignore[list-item]
+    assert lines[1].split() == ["onnx-int8", "short", "1.0", "2", "3", "5.0", "4.0"]  # 5 ms at the client - 1
+    assert lines[2].split() == ["onnx-int8", "long", "4.0", "5", "6", "10.0", "6.0"]
