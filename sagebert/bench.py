@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,11 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT = REPO_ROOT / "build" / "bench"
 CONTENDERS = ("stock", "torch", "onnx-fp32", "onnx-int8")
+CORES = len(os.sched_getaffinity(0))
 # Through the server, int8 once more with the latency layout: one model-server worker with every
-# core's thread (endpoint `threads_per_worker` = the cores; here 2), instead of the toolkit's one
+# core's thread (endpoint `threads_per_worker` = the cores), instead of the toolkit's one
 # single-threaded worker per core.
-LATENCY_LAYOUT = "onnx-int8 1x2"
+LATENCY_LAYOUT = f"onnx-int8 1x{CORES}"
 LATENCY_LAYOUT_ENVIRONMENT = {"SAGEBERT_RUNTIME": "onnx-int8", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
 TURN = 20  # requests per contender per turn (latency)
 THROUGHPUT_PASSES = 3  # timed passes per contender (the median counts)
@@ -150,7 +152,7 @@ def _server_environment(name: str) -> dict[str, str]:
     if name == "stock":
         return {}
     if name == LATENCY_LAYOUT:
-        return {**LATENCY_LAYOUT_ENVIRONMENT, "SAGEBERT_THREADS": str(os.cpu_count() or 1)}
+        return {**LATENCY_LAYOUT_ENVIRONMENT, "SAGEBERT_THREADS": str(CORES)}
     return {"SAGEBERT_RUNTIME": name}
 
 
@@ -395,8 +397,7 @@ def render(results: list[dict[str, Any]]) -> str:
                 f"{r['peak_rss_mb']:.0f}",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
+    return _table(rows)
 
 
 def render_breakdown(results: list[dict[str, Any]]) -> str:
@@ -420,7 +421,12 @@ def render_breakdown(results: list[dict[str, Any]]) -> str:
                     f"{client - logged['predict_ms']:.1f}",
                 )
             )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return _table(rows)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns, two spaces apart; the first row is the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
 
 
@@ -503,7 +509,10 @@ def main(threads: int, iterations: int, budget_s: float, port: int = 23000) -> i
         json.dumps({"server": server, "in_process": in_process, "flop_floor": floors}, indent=2) + "\n"
     )
     chart(server, OUT / "bench.png")
-    print("\nThrough the model server (toolkit + multi-model-server, default workers; memory = whole server):")
+    print(
+        "\nThrough the model server (toolkit + multi-model-server; a worker per core unless the row says 1xN; "
+        "memory = whole server):"
+    )
     print(render(server))
     print("\nWhere a batch-1 request's time goes (p50 ms; the server's own logs, then the client):")
     print(render_breakdown(server))
