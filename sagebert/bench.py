@@ -35,10 +35,11 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from sagebert.tables import columns
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT = REPO_ROOT / "build" / "bench"
@@ -397,7 +398,7 @@ def render(results: list[dict[str, Any]]) -> str:
                 f"{r['peak_rss_mb']:.0f}",
             )
         )
-    return _table(rows)
+    return "\n".join(columns(rows))
 
 
 def render_breakdown(results: list[dict[str, Any]]) -> str:
@@ -421,13 +422,7 @@ def render_breakdown(results: list[dict[str, Any]]) -> str:
                     f"{client - logged['predict_ms']:.1f}",
                 )
             )
-    return _table(rows)
-
-
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns, two spaces apart; the first row is the header."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
+    return "\n".join(columns(rows))
 
 
 def chart(results: list[dict[str, Any]], path: Path) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +28,7 @@ from infra.config import StageConfig, load_all
 from infra.endpoint_config import ServerlessSettings
 from infra.prices import PriceTable
 from infra.prices import load as load_prices
+from sagebert.tables import columns
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FALLBACK_THROUGHPUT = REPO_ROOT / "infra" / "measured_throughput.json"
@@ -774,7 +774,7 @@ def render(reports: list[StageReport], prices: PriceTable) -> str:
         rows = [("line item", "quantity", "unit price", "monthly USD")]
         rows += [(i.item, i.quantity, i.unit_price, _usd(i.monthly_low, i.monthly_high)) for i in r.items]
         rows.append(("total", "", "", _usd(r.total_low, r.total_high)))
-        lines += _table(rows, right=(3,))
+        lines += columns(rows, right=(3,), indent="  ")
         if r.per_million:
             lines += ["", "  cost per million predictions:"]
             pm = [("compute profile", "throughput", "USD/M at full load", "USD/M at this traffic", "throughput from")]
@@ -788,7 +788,7 @@ def render(reports: list[StageReport], prices: PriceTable) -> str:
                 )
                 for p in r.per_million
             ]
-            lines += _table(pm, right=(2, 3))
+            lines += columns(pm, right=(2, 3), indent="  ")
         if r.recommendation is not None:
             lines += ["", f"  recommendation: {r.recommendation.choice}: {r.recommendation.reason}"]
         lines += [f"  note: {n}" for n in r.notes]
@@ -798,15 +798,6 @@ def render(reports: list[StageReport], prices: PriceTable) -> str:
         f"Prices not confirmed on an AWS page (see infra/prices.json): {', '.join(unconfirmed)}.",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _table(rows: Sequence[tuple[str, ...]], right: tuple[int, ...]) -> list[str]:
-    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
-    out = []
-    for row in rows:
-        cells = [cell.rjust(widths[c]) if c in right else cell.ljust(widths[c]) for c, cell in enumerate(row)]
-        out.append(("  " + "  ".join(cells)).rstrip())
-    return out
 
 
 def report(config_dir: Path, stage: str | None = None) -> tuple[list[StageReport], PriceTable]:

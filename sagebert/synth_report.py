@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import compute_profiles
+from sagebert.tables import columns
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CFN_LINT_CONFIG = REPO_ROOT / ".cfnlintrc.yaml"
@@ -114,8 +115,7 @@ def render(stages: list[StageSummary]) -> str:
         total = sum(sum(s.resources.values()) for s in stage.stacks)
         endpoints = "; ".join(stage.endpoints()) or "-"
         rows.append((stage.name, stacks, str(total), endpoints))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    return "\n".join(columns(rows))
 
 
 def main(outdir: Path) -> int:
