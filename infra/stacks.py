@@ -103,30 +103,28 @@ class ServingStack(Stack):
         ]
         self.models = [self.model]
         for variant in endpoint.variants:
-            extra = model(f"Model{variant.name}", variant.model, variant.instance_type or endpoint.instance_type)
+            instance_type = variant.instance_type or endpoint.instance_type
+            extra = model(f"Model{variant.name}", variant.model, instance_type)
             self.models.append(extra)
             variants.append(
                 VariantModel(
                     variant.name,
                     extra.model_name,
-                    variant.instance_type or endpoint.instance_type,
+                    instance_type,
                     variant.instance_count,
                     variant.weight,
                 )
             )
         shadow: VariantModel | None = None
         if endpoint.shadow is not None:
-            extra = model(
-                f"Model{endpoint.shadow.name}",
-                endpoint.shadow.model,
-                endpoint.shadow.instance_type or endpoint.instance_type,
-            )
+            instance_type = endpoint.shadow.instance_type or endpoint.instance_type
+            extra = model(f"Model{endpoint.shadow.name}", endpoint.shadow.model, instance_type)
             self.models.append(extra)
             # A shadow variant's weight is the share of the production variant's requests it is sent.
             shadow = VariantModel(
                 endpoint.shadow.name,
                 extra.model_name,
-                endpoint.shadow.instance_type or endpoint.instance_type,
+                instance_type,
                 endpoint.shadow.instance_count,
                 endpoint.weight * endpoint.shadow.sampling_percent / 100,
             )

@@ -44,11 +44,11 @@ from sagebert.tables import columns
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT = REPO_ROOT / "build" / "bench"
 CONTENDERS = ("stock", "torch", "onnx-fp32", "onnx-int8")
-CORES = len(os.sched_getaffinity(0))
 # Through the server, int8 once more with the latency layout: one model-server worker with every
 # core's thread (endpoint `threads_per_worker` = the cores), instead of the toolkit's one
-# single-threaded worker per core.
-LATENCY_LAYOUT = f"onnx-int8 1x{CORES}"
+# single-threaded worker per core. As on the endpoint, only the worker count is set: the handler
+# derives its threads (cores // workers).
+LATENCY_LAYOUT = f"onnx-int8 1x{len(os.sched_getaffinity(0))}"
 LATENCY_LAYOUT_ENVIRONMENT = {"SAGEBERT_RUNTIME": "onnx-int8", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
 TURN = 20  # requests per contender per turn (latency)
 THROUGHPUT_PASSES = 3  # timed passes per contender (the median counts)
@@ -153,7 +153,7 @@ def _server_environment(name: str) -> dict[str, str]:
     if name == "stock":
         return {}
     if name == LATENCY_LAYOUT:
-        return {**LATENCY_LAYOUT_ENVIRONMENT, "SAGEBERT_THREADS": str(CORES)}
+        return LATENCY_LAYOUT_ENVIRONMENT
     return {"SAGEBERT_RUNTIME": name}
 
 
