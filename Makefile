@@ -23,10 +23,10 @@ export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 SYNTH_INPUTS := app.py cdk.json $(shell find infra config lambdas -type f -not -path '*/__pycache__/*' 2>/dev/null) $(ARTIFACT)
-ARTIFACT_INPUTS := $(DEMO)/config.json model_code/inference.py sagebert/package.py sagebert/archive.py $(DATA)/test.jsonl
+ARTIFACT_INPUTS := $(DEMO)/config.json model_code/inference.py sagebert/package.py sagebert/quantize.py sagebert/archive.py $(DATA)/validation.jsonl $(DATA)/test.jsonl $(wildcard config/*.yaml)
 TRAIN_INPUTS := model_code/train.py $(DATA)/train.jsonl $(DATA)/validation.jsonl $(DATA)/test.jsonl
 
-.PHONY: help setup synth test train dataset package serve bench bench-api bench-batch batch-local cost openapi lint lock catalog clean
+.PHONY: help setup synth test train dataset package int8-study serve bench bench-api bench-batch batch-local cost openapi lint lock catalog clean
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -64,7 +64,7 @@ dataset: $(VENV_STAMP) ## rebuild the train/validation/test splits from $(DATA)/
 
 $(ARTIFACT): $(VENV_STAMP) $(ARTIFACT_INPUTS)
 	@echo "==> default model archive: the demo classifier, ONNX int8, checked against fp32"
-	$(PY) -m sagebert package --model-dir $(DEMO) --output $@
+	SAGEBERT_REQUIRE_INT8=$(REQUIRE_INT8) $(PY) -m sagebert package --model-dir $(DEMO) --output $@ --runtimes auto
 
 serve: $(SERVE_STAMP) $(ARTIFACT) ## serve build/model.tar.gz at 127.0.0.1:8080 and the API front door at 127.0.0.1:3000 (Ctrl-C stops)
 	$(PY) -m sagebert serve --port 8080 --api-port 3000
@@ -88,7 +88,10 @@ cost: $(VENV_STAMP) ## monthly cost per stage from infra/prices.json and the mea
 openapi: $(VENV_STAMP) ## regenerate docs/openapi.json (and print the README's error table) from lambdas/front_door
 	$(PY) -m sagebert openapi
 
-package: $(ARTIFACT) ## build build/model.tar.gz: ONNX export, fusions, int8, agreement check, wheels
+package: $(ARTIFACT) ## build build/model.tar.gz: ONNX export, fusions, int8 checked on this CPU (else fp32 ONNX; REQUIRE_INT8=1 stops instead), wheels
+
+int8-study: $(DEMO)/config.json ## compare int8 recipes (and bf16) against PyTorch fp32 on this CPU: table, build/int8-study/results.json
+	$(PY) -m sagebert int8-study
 
 $(SYNTH_STAMP): $(VENV_STAMP) $(NODE_STAMP) $(SYNTH_INPUTS)
 	@echo "==> cdk synth (all stages, cdk-nag AwsSolutions + NIST 800-53 R5)"

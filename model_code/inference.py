@@ -4,8 +4,9 @@ The toolkit imports `code/inference.py` from the model archive and calls model_f
 then input_fn -> predict_fn -> output_fn per request.
 
 Runtimes (environment variable SAGEBERT_RUNTIME):
-- `auto` (default): PyTorch fp16 on a CUDA GPU; else ONNX Runtime int8 when the archive has
-  model.int8.onnx (`make package`); else PyTorch fp32.
+- `auto` (default): PyTorch fp16 on a CUDA GPU; else the runtime the archive's sagebert.json names
+  (int8 where `make package` verified it, else fp32 ONNX); else ONNX Runtime int8 when the archive has
+  model.int8.onnx; else PyTorch fp32.
 - `onnx-int8`, `onnx-fp32`: ONNX Runtime on the CPU (fused graph; per-channel int8 weights).
 - `torch`: PyTorch (fp16 on CUDA, fp32 on CPU). Plain encoders (no classifier head) always use it
   and answer embeddings.
@@ -20,9 +21,17 @@ Requests: JSON `{"inputs": str | [str], "parameters": {"top_k": n}}` -> `[{"labe
 per text (a list per text when top_k > 1), as the toolkit's own pipeline answers; or JSON Lines
 (application/jsonlines) for batch transform: one text per line (a JSON string or
 `{"inputs": str}`), one answer per line in the same order, and a bad line answers
-`{"error": ...}` without failing the others. Single texts are never padded. With int8, every text
-runs alone (its answer must not depend on its neighbours); with fp32 and PyTorch, many texts are
-sorted by length and padded only to the longest of each micro-batch.
+`{"error": ...}` without failing the others. Single texts are never padded. Many texts are sorted by
+length and padded only to the longest of each micro-batch - except with an int8 recipe whose
+activation scales span several tokens (`fast`), where every text runs alone so that its answer does
+not depend on its neighbours.
+
+Self-check: an archive from `make package` carries sagebert.json - the runtime it verified, a check
+set (texts with their PyTorch fp32 probabilities) and the tolerance. Before serving int8, model_fn
+runs the check set on the CPU it starts on (ONNX Runtime picks its int8 kernels by CPUID, so answers
+differ between AVX2, AVX-512 VNNI and AMX machines); when int8 misses the tolerance there, the worker
+serves the fp32 graph instead. Either way one line on stderr says what is served, why, the check's
+figures, the CPU's model and flags, and model_fn's time (no request data).
 
 Threads: SAGEBERT_THREADS, else cores // model-server workers (SAGEMAKER_MODEL_SERVER_WORKERS,
 which the toolkit's server defaults to one per core), so workers x threads never exceeds cores.
@@ -32,6 +41,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +64,7 @@ JSONL = ("application/jsonlines", "application/x-jsonlines", "application/jsonl"
 RUNTIMES = ("auto", "onnx-int8", "onnx-fp32", "torch", "neuron")
 NEURON_SEQUENCE_LENGTH = 128
 INT8_GRAPH, FP32_GRAPH = "model.int8.onnx", "model.fp32.onnx"
+MANIFEST = "sagebert.json"
 
 
 class InputError(ValueError):
@@ -87,23 +99,94 @@ def _cuda_available() -> bool:
     return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists()
 
 
-def choose_runtime(model_dir: Path, requested: str | None = None) -> str:
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """sagebert.json, written by `make package`: the runtime to serve, the int8 recipe, the check set
+    (texts with their PyTorch fp32 probabilities) and the tolerance int8 must meet on this CPU."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return manifest
+
+
+def choose_runtime(model_dir: Path, requested: str | None = None, manifest: dict[str, Any] | None = None) -> str:
     runtime = (requested or os.environ.get("SAGEBERT_RUNTIME") or "auto").strip().lower()
     if runtime not in RUNTIMES:
         raise ValueError(f"SAGEBERT_RUNTIME={runtime!r}; allowed: {', '.join(RUNTIMES)}.")
     if runtime == "auto":
         if _cuda_available():
-            return "torch"
-        return "onnx-int8" if (model_dir / INT8_GRAPH).is_file() else "torch"
-    graph = INT8_GRAPH if runtime == "onnx-int8" else FP32_GRAPH
-    if runtime.startswith("onnx") and not (model_dir / graph).is_file():
+            runtime = "torch"
+        elif manifest and manifest.get("served_runtime") in RUNTIMES:
+            runtime = str(manifest["served_runtime"])  # what `make package` verified (int8 or fp32)
+        else:
+            runtime = "onnx-int8" if (model_dir / INT8_GRAPH).is_file() else "torch"
+    graph = {"onnx-int8": INT8_GRAPH, "onnx-fp32": FP32_GRAPH}.get(runtime)
+    if graph and not (model_dir / graph).is_file():
         raise ValueError(f"SAGEBERT_RUNTIME={runtime} needs {graph} in the archive; build it with `make package`.")
+    if runtime == "torch" and not (model_dir / "model.safetensors").is_file():
+        raise ValueError(
+            "the torch runtime needs model.safetensors, which this lean archive leaves out; rebuild it with "
+            "`python -m sagebert package --runtimes onnx,torch` or serve SAGEBERT_RUNTIME=onnx-fp32."
+        )
     return runtime
 
 
+def cpu_summary() -> str:
+    """The CPU's model and the instruction sets that pick ONNX Runtime's int8 kernels (and so its answers)."""
+    model, flags = "unknown", set[str]()
+    path = Path("/proc/cpuinfo")
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model == "unknown":
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+    return f"cpu={model!r} flags={','.join(f for f in wanted if f in flags) or 'none'}"
+
+
+@dataclass(frozen=True)
+class SelfCheck:
+    """int8 against the archive's check set on the CPU the worker starts on."""
+
+    examples: int
+    agreeing: int
+    max_gap: float
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        # The check set's texts lead by more than twice the tolerance, so a label can only flip when the
+        # gap is beyond it: the gap alone decides (the label count is reported).
+        return self.max_gap <= self.tolerance
+
+    def describe(self) -> str:
+        verdict = "<=" if self.max_gap <= self.tolerance else ">"
+        return (
+            f"{self.agreeing}/{self.examples} labels agree with PyTorch fp32, largest probability gap "
+            f"{self.max_gap:.4f} {verdict} tolerance {self.tolerance:.4f}"
+        )
+
+
+def self_check(model: OnnxModel, manifest: dict[str, Any]) -> SelfCheck:
+    check = manifest["check_set"]
+    reference = np.asarray(check["probabilities"], dtype=np.float64)
+    logits = model.logits(list(check["texts"])).astype(np.float64)
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probabilities = exp / exp.sum(axis=-1, keepdims=True)
+    return SelfCheck(
+        examples=len(reference),
+        agreeing=int((reference.argmax(-1) == probabilities.argmax(-1)).sum()),
+        max_gap=float(np.abs(reference - probabilities).max()),
+        tolerance=float(manifest["tolerance"]["check_max_gap"]),
+    )
+
+
 def model_fn(model_dir: str, context: Any = None) -> Any:
+    started = time.perf_counter()
     folder = Path(model_dir)
-    runtime = choose_runtime(folder)
+    manifest = read_manifest(folder)
+    runtime = choose_runtime(folder, manifest=manifest)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     architectures = config.get("architectures") or []
     classifier = bool(architectures) and architectures[0].endswith("ForSequenceClassification")
@@ -111,28 +194,67 @@ def model_fn(model_dir: str, context: Any = None) -> Any:
     if runtime.startswith("onnx"):
         if labels is None:
             raise ValueError(f"{model_dir}: the ONNX runtimes serve classifiers; this model has no classifier head.")
-        return OnnxModel(folder, runtime, labels, thread_count())
+        batch_independent = bool(((manifest or {}).get("int8") or {}).get("batch_independent"))
+        model: Any = OnnxModel(folder, runtime, labels, thread_count(), batch_independent)
+        note = "" if runtime == "onnx-int8" else "fp32 graph as requested or as packaged"
+        if runtime == "onnx-int8":
+            if manifest is None or "check_set" not in manifest:
+                note = "no check set in this archive (built before self-checking archives): int8 served unchecked"
+            else:
+                check = self_check(model, manifest)
+                if check.passed:
+                    note = f"int8 self-check passed: {check.describe()}"
+                elif (folder / FP32_GRAPH).is_file():
+                    model = OnnxModel(folder, "onnx-fp32", labels, thread_count())
+                    note = (
+                        f"int8 self-check FAILED on this CPU: {check.describe()}; serving the fp32 ONNX graph instead"
+                    )
+                else:
+                    raise ValueError(
+                        f"{model_dir}: int8 self-check failed on this CPU ({check.describe()}) and the archive has no "
+                        f"{FP32_GRAPH} to fall back to; rebuild it with `make package`."
+                    )
+                model.self_check = check
+        _log_start(model.runtime, note, started)
+        return model
     if runtime == "neuron":
         if labels is None:
             raise ValueError(
                 f"{model_dir}: SAGEBERT_RUNTIME=neuron serves classifiers; this model has no classifier head."
             )
-        return NeuronModel(folder, labels, config)
-    return TorchModel(folder, labels, thread_count())
+        model = NeuronModel(folder, labels, config)
+    else:
+        model = TorchModel(folder, labels, thread_count())
+    _log_start(model.runtime, "", started)
+    return model
+
+
+def _log_start(runtime: str, note: str, started: float) -> None:
+    """One line per worker start: what it serves, why, on which CPU (no payloads)."""
+    detail = f" ({note})" if note else ""
+    took = time.perf_counter() - started
+    print(
+        f"sagebert model_fn: serving {runtime}{detail}; {cpu_summary()}; model_fn {took:.2f} s",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 class OnnxModel:
     """ONNX Runtime on the CPU with the fast tokenizer from tokenizer.json."""
 
-    def __init__(self, folder: Path, runtime: str, labels: list[str], threads: int) -> None:
+    def __init__(
+        self, folder: Path, runtime: str, labels: list[str], threads: int, batch_independent: bool = False
+    ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.runtime, self.labels = runtime, labels
-        # int8: one text per forward pass. Dynamic quantization scales activations per tensor, so in a
-        # padded batch a text's answer would depend on its neighbours (P(positive) moved from 0.05 to
-        # 0.66 for one review); alone it is the answer `make package` checked against fp32.
-        self.micro_batch = 1 if runtime == "onnx-int8" else MICRO_BATCH
+        # int8 with dynamic (per-tensor) activation scales: one text per forward pass, since in a padded
+        # batch a text's answer would depend on its neighbours (P(positive) moved from 0.05 to 0.66 for
+        # one review). The per-token recipes scale each token alone (the manifest says
+        # batch_independent), so they pad into micro-batches as fp32 does.
+        self.micro_batch = MICRO_BATCH if runtime == "onnx-fp32" or batch_independent else 1
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(MAX_TOKENS)
@@ -143,6 +265,7 @@ class OnnxModel:
         graph = folder / (INT8_GRAPH if runtime == "onnx-int8" else FP32_GRAPH)
         self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
+        self.self_check: SelfCheck | None = None  # set by model_fn when the archive has a check set
 
     def logits(self, texts: list[str]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(texts)

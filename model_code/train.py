@@ -115,6 +115,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     hyper.add_argument("--num-gpus", type=int, default=int(os.environ.get("SM_NUM_GPUS", "0")))
     hyper.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
 
+    int8 = parser.add_argument_group("int8-aware fine-tuning (for the ONNX Runtime int8 archive)")
+    int8.add_argument(
+        "--int8-aware-epochs",
+        type=int,
+        default=0,
+        help="extra epochs after the best one, each step also running the encoder with int8 simulated as ONNX "
+        "Runtime's dynamic quantization computes it, and pulling its logits onto the fp32 ones (0: off)",
+    )
+    int8.add_argument(
+        "--int8-consistency",
+        type=float,
+        default=1.0,
+        help="weight of the int8-vs-fp32 logit term in those epochs (default 1.0)",
+    )
+    int8.add_argument(
+        "--int8-learning-rate", type=float, default=2e-5, help="learning rate of those epochs (default 2e-5)"
+    )
+
     distil = parser.add_argument_group("distillation (the DistilBERT recipe)")
     distil.add_argument(
         "--teacher",
@@ -303,6 +321,96 @@ def distillation_loss(
 # --- training -------------------------------------------------------------------------------------
 
 
+class Int8Simulation:
+    """Simulates ONNX Runtime's dynamic int8 on the encoder's projections, while `enabled`.
+
+    As `make package` quantizes them: weights int8 symmetric per output channel (scale max|w|/127);
+    activations uint8 asymmetric with one scale per tensor over a range that includes 0, computed at
+    run time - per text here, since the handler runs each text alone. Straight-through gradients (the
+    rounding passes the gradient unchanged). The pooler and the classifier stay fp32, as in the archive.
+    Nothing of this is saved: the model keeps plain fp32 weights that have learned to sit well on the
+    int8 grid."""
+
+    def __init__(self, model: Any) -> None:
+        self.enabled = False
+        encoder = getattr(model.base_model, "encoder", None) or getattr(model.base_model, "transformer", None)
+        if encoder is None:
+            raise TrainingInputError(f"{type(model).__name__}: no encoder to simulate int8 on.")
+        self.linears = [m for m in encoder.modules() if isinstance(m, torch.nn.Linear)]
+        for module in self.linears:
+            module.forward = self._forward(module)  # type: ignore[method-assign]
+
+    def _forward(self, module: torch.nn.Linear) -> Any:
+        plain = module.forward
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            if not self.enabled:
+                return plain(x)
+            return F.linear(_fake_uint8_per_text(x), _fake_int8_per_channel(module.weight), module.bias)
+
+        return forward
+
+
+def _straight_through(x: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:
+    return x + (quantized - x).detach()
+
+
+def _fake_int8_per_channel(weight: torch.Tensor) -> torch.Tensor:
+    scale = weight.detach().abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127
+    return _straight_through(weight, torch.clamp(torch.round(weight / scale), -127, 127) * scale)
+
+
+def _fake_uint8_per_text(x: torch.Tensor) -> torch.Tensor:
+    dims = tuple(range(1, x.dim()))
+    low = x.detach().amin(dim=dims, keepdim=True).clamp(max=0)
+    high = x.detach().amax(dim=dims, keepdim=True).clamp(min=0)
+    scale = ((high - low) / 255).clamp(min=1e-8)
+    zero = torch.round(-low / scale)
+    quantized = (torch.clamp(torch.round(x / scale) + zero, 0, 255) - zero) * scale
+    return _straight_through(x, quantized)
+
+
+def int8_aware_epochs(
+    model: Any, tokenizer: Any, train_examples: list[Example], names: list[str], args: Any, device: Any
+) -> list[dict[str, Any]]:
+    """Fine-tune on: each step's loss is cross-entropy of the fp32 and the simulated-int8 forward passes,
+    plus the consistency term (mean squared difference of their logits), so the int8 graph's answers
+    stay on the fp32 model's."""
+    simulation = Int8Simulation(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.int8_learning_rate, weight_decay=args.weight_decay)
+    history = []
+    for epoch in range(1, args.int8_aware_epochs + 1):
+        model.train()
+        running = 0.0
+        epoch_batches = batches(train_examples, args.batch_size, shuffle=True, seed=args.seed + 1000 + epoch)
+        for index, batch in enumerate(epoch_batches, start=1):
+            encoded = encode(tokenizer, batch, names, args.max_length, device)
+            labels = encoded.pop("labels")
+            simulation.enabled = False
+            fp32 = model(**encoded).logits
+            simulation.enabled = True
+            int8 = model(**encoded).logits
+            simulation.enabled = False
+            loss = (
+                F.cross_entropy(fp32, labels)
+                + F.cross_entropy(int8, labels)
+                + args.int8_consistency * F.mse_loss(int8, fp32)
+            )
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad()
+            running += loss.item()
+            if index % 20 == 0 or index == len(epoch_batches):
+                print(
+                    f"  int8-aware epoch {epoch}/{args.int8_aware_epochs} step {index}/{len(epoch_batches)} "
+                    f"loss {running / index:.4f}",
+                    flush=True,
+                )
+        history.append({"int8_aware_epoch": epoch, "train_loss": running / len(epoch_batches)})
+    return history
+
+
 def set_seed(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -456,6 +564,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 best = (validation["macro_f1"], {k: v.detach().clone() for k, v in model.state_dict().items()})
         assert best is not None
         model.load_state_dict(best[1])  # the epoch with the best validation macro F1
+        if args.int8_aware_epochs:
+            history += int8_aware_epochs(model, tokenizer, splits["train"], names, args, device)
         metrics: dict[str, Any] = {
             name: evaluate(model, tokenizer, examples, names, args, device)
             for name, examples in splits.items()

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+
+def _env_flag(name: str) -> bool:
+    """SAGEBERT_<NAME>=1/true/yes (what `make package REQUIRE_INT8=1` passes on)."""
+    return os.environ.get(f"SAGEBERT_{name}", "").strip().lower() in ("1", "true", "yes")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,11 +31,59 @@ def main(argv: list[str] | None = None) -> int:
     package.add_argument(
         "--check-set",
         type=Path,
+        action="append",
         default=None,
-        help="held-out JSON Lines with `text` (default: data/sentiment/test.jsonl)",
+        help="held-out JSON Lines with `text`, repeatable (default: data/sentiment/validation.jsonl and test.jsonl)",
+    )
+    from sagebert.package import Tolerance  # light: numpy only; the heavy imports are lazy
+
+    tolerance = Tolerance()
+    package.add_argument(
+        "--min-agreement",
+        type=float,
+        default=tolerance.min_agreement,
+        help=f"share of held-out labels int8 must keep from PyTorch fp32 (default {tolerance.min_agreement})",
     )
     package.add_argument(
-        "--min-agreement", type=float, default=0.99, help="share of labels int8 must keep from fp32 (default 0.99)"
+        "--max-p99-gap",
+        type=float,
+        default=tolerance.max_p99_gap,
+        help=f"largest p99 probability gap int8 may have on the held-out texts (default {tolerance.max_p99_gap})",
+    )
+    package.add_argument(
+        "--check-max-gap",
+        type=float,
+        default=tolerance.check_max_gap,
+        help="largest probability gap int8 may have on the archive's check set when a worker starts, else the "
+        f"worker serves fp32 ONNX (default {tolerance.check_max_gap})",
+    )
+    package.add_argument(
+        "--require-int8",
+        action="store_true",
+        help="stop (write nothing) when int8 misses the tolerance, instead of shipping fp32 ONNX with a warning",
+    )
+    package.add_argument(
+        "--recipe",
+        default="faithful",
+        choices=["faithful", "fast"],
+        help="int8 recipe: faithful (per-token int8 FFN, attention fp32: keeps fp32's answers, batch-independent) "
+        "or fast (dynamic int8 everywhere: quicker, answers move more; see `make int8-study`). Default faithful",
+    )
+    package.add_argument(
+        "--runtimes",
+        default="onnx",
+        help="what the archive must serve: onnx (the ONNX graphs only, the default) or onnx,torch (adds the "
+        "safetensors weights for the torch and GPU paths); `auto`: onnx,torch when a stage in config/ uses gpu",
+    )
+
+    study = commands.add_parser(
+        "int8-study", help="int8 recipes (and bf16) against PyTorch fp32 on this CPU: table and JSON (make int8-study)"
+    )
+    study.add_argument("--model-dir", type=Path, default=Path("build/demo-classifier"))
+    study.add_argument("--threads", type=int, default=2, help="threads for every recipe (default 2)")
+    study.add_argument("--iterations", type=int, default=30, help="timed calls per text length (default 30)")
+    study.add_argument(
+        "--calibration", type=int, default=64, help="training texts for SmoothQuant and sensitivity (default 64)"
     )
 
     serve = commands.add_parser("serve", help="serve an archive on the real toolkit + model server at 127.0.0.1")
@@ -142,8 +196,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "package":
             from sagebert import package as package_module
 
-            check_set = args.check_set or package_module.DEFAULT_CHECK_SET
-            return package_module.main(args.model_dir, args.output, check_set, args.min_agreement)
+            check_texts = args.check_set or list(package_module.DEFAULT_CHECK_TEXTS)
+            tolerance = package_module.Tolerance(
+                min_agreement=args.min_agreement, max_p99_gap=args.max_p99_gap, check_max_gap=args.check_max_gap
+            )
+            runtimes = package_module.resolve_runtimes(args.runtimes, Path("config"))
+            return package_module.main(
+                args.model_dir,
+                args.output,
+                check_texts,
+                tolerance,
+                args.require_int8 or _env_flag("REQUIRE_INT8"),
+                runtimes,
+            )
+        if args.command == "int8-study":
+            from sagebert import int8_study
+
+            return int8_study.main(args.model_dir, args.threads, args.iterations, args.calibration)
         if args.command == "serve":
             from sagebert import serve as serve_module
 

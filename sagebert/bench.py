@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from sagebert import cpu
 from sagebert.tables import columns
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -341,24 +342,23 @@ def _p99(values: list[float]) -> float:
     return sorted(values)[max(0, int(len(values) * 0.99) - 1)]
 
 
-def flop_floor_ms(tokens: int, config: dict[str, Any], threads: int) -> dict[str, float]:
-    """Matrix-multiply FLOPs of one forward pass over the peak of this CPU (AVX2: 2 FMA units x 8
-    fp32 lanes = 32 FLOP/cycle/core; int8 through VPMADDUBSW counted as 2x fp32)."""
+def flop_floor_ms(tokens: int, config: dict[str, Any], threads: int, machine: dict[str, Any]) -> dict[str, float]:
+    """Matrix-multiply FLOPs of one forward pass over the peak of this CPU's instruction set
+    (sagebert.cpu.PEAK_PER_CYCLE: AVX2, AVX-512, AVX-512 VNNI, AMX), at its reported clock."""
     hidden, layers, inter = config["hidden_size"], config["num_hidden_layers"], config["intermediate_size"]
     per_token = 2 * layers * (4 * hidden * hidden + 2 * hidden * inter)
     attention = 2 * layers * 2 * tokens * tokens * hidden
     flops = per_token * tokens + attention
-    mhz = max(
-        float(line.split(":")[1])
-        for line in Path("/proc/cpuinfo").read_text().splitlines()
-        if line.startswith("cpu MHz")
-    )
-    peak_fp32 = threads * mhz * 1e6 * 32
+    mhz = machine["mhz"] or 1000.0
+    peak = cpu.PEAK_PER_CYCLE[machine["isa"]]
+    cycles_per_s = threads * mhz * 1e6
     return {
         "gflop": flops / 1e9,
         "mhz": mhz,
-        "fp32_ms": flops / peak_fp32 * 1000,
-        "int8_ms": flops / (2 * peak_fp32) * 1000,
+        "isa": machine["isa"],
+        "fp32_ms": flops / (cycles_per_s * peak["fp32"]) * 1000,
+        "int8_ms": flops / (cycles_per_s * peak["int8"]) * 1000,
+        "bf16_ms": flops / (cycles_per_s * peak["bf16"]) * 1000,
     }
 
 
@@ -462,6 +462,8 @@ def main(threads: int, iterations: int, budget_s: float, port: int = 23000) -> i
         print(f"{archive} or {demo} not found; run `make package` first.", file=sys.stderr)
         return 1
     OUT.mkdir(parents=True, exist_ok=True)
+    machine = cpu.describe()
+    print(f"CPU: {cpu.summary(machine)}", flush=True)
     model_dir = OUT / "model"
     if not (model_dir / "model.int8.onnx").is_file() or model_dir.stat().st_mtime < archive.stat().st_mtime:
         model_dir.mkdir(parents=True, exist_ok=True)
@@ -497,15 +499,16 @@ def main(threads: int, iterations: int, budget_s: float, port: int = 23000) -> i
     config = json.loads((model_dir / "config.json").read_text())
     tokens_short, tokens_long = in_process[0]["tokens_short_long"]
     floors = {
-        "short": flop_floor_ms(tokens_short, config, threads),
-        "long": flop_floor_ms(tokens_long, config, threads),
+        "short": flop_floor_ms(tokens_short, config, threads, machine),
+        "long": flop_floor_ms(tokens_long, config, threads, machine),
     }
     (OUT / "results.json").write_text(
-        json.dumps({"server": server, "in_process": in_process, "flop_floor": floors}, indent=2) + "\n"
+        json.dumps({"cpu": machine, "server": server, "in_process": in_process, "flop_floor": floors}, indent=2) + "\n"
     )
     chart(server, OUT / "bench.png")
+    print(f"\nCPU: {cpu.summary(machine)}")
     print(
-        "\nThrough the model server (toolkit + multi-model-server; a worker per core unless the row says 1xN; "
+        "Through the model server (toolkit + multi-model-server; a worker per core unless the row says 1xN; "
         "memory = whole server):"
     )
     print(render(server))
@@ -520,7 +523,8 @@ def main(threads: int, iterations: int, budget_s: float, port: int = 23000) -> i
         floor = floors[name]
         print(
             f"FLOP floor, {name} text ({tokens} tokens, {floor['gflop']:.2f} GFLOP, {threads} threads at "
-            f"{floor['mhz']:.0f} MHz, AVX2): fp32 {floor['fp32_ms']:.2f} ms, int8 {floor['int8_ms']:.2f} ms"
+            f"{floor['mhz']:.0f} MHz, {floor['isa']}): fp32 {floor['fp32_ms']:.2f} ms, int8 {floor['int8_ms']:.2f} ms, "
+            f"bf16 {floor['bf16_ms']:.2f} ms"
         )
     print(f"\nwrote {OUT / 'results.json'} and {OUT / 'bench.png'}")
     return 0

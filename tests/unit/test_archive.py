@@ -19,8 +19,9 @@ def names(archive: Path) -> list[str]:
 
 def test_default_archive_layout(default_artifact: Path) -> None:
     members = names(default_artifact)
-    # Model files at the archive root beside config.json; handler under code/.
-    assert {"config.json", "model.safetensors", "tokenizer.json", "vocab.txt"} <= set(members)
+    # Model files at the archive root beside config.json; handler under code/. (The weights travel as
+    # ONNX graphs; the safetensors copy only with --runtimes onnx,torch: tests/unit/test_package.py.)
+    assert {"config.json", "model.fp32.onnx", "tokenizer.json", "vocab.txt"} <= set(members)
     assert {"code/inference.py", "code/requirements.txt"} <= set(members)
     assert not [m for m in members if m.endswith((".bin", ".h5", ".msgpack"))]
     assert not [m for m in members if "/" in m and not m.startswith("code/")]

@@ -30,12 +30,30 @@ def test_ratios_are_against_stock() -> None:
     assert "(" not in table.splitlines()[1], "no ratio on the baseline row"
 
 
+AVX2_CPU = {"model": "an AVX2 part", "flags": ["avx2", "fma"], "isa": "avx2", "mhz": 2400.0}
+
+
 def test_flop_floor_of_minilm() -> None:
-    floor = bench.flop_floor_ms(23, MINILM, threads=2)
+    floor = bench.flop_floor_ms(23, MINILM, threads=2, machine=AVX2_CPU)
     # 2 * 6 * (4 * 384^2 + 2 * 384 * 1536) = 21.2 MFLOP per token; x 23 tokens = 0.4884 GFLOP;
     # attention scores and mixing: 2 * 6 * 2 * 23^2 * 384 = 0.0049 GFLOP
     assert math.isclose(floor["gflop"], 0.4932, rel_tol=1e-3)
+    # 2 cores x 2.4 GHz x 32 FLOP/cycle (AVX2 FMA) = 153.6 GFLOP/s -> 3.21 ms; int8 at twice that rate
+    assert math.isclose(floor["fp32_ms"], 0.4932 / 153.6 * 1000, rel_tol=1e-3)
     assert math.isclose(floor["int8_ms"] * 2, floor["fp32_ms"], rel_tol=1e-9)
+
+
+def test_flop_floor_follows_the_instruction_set() -> None:
+    # Given the same clock, VNNI quadruples AVX-512's int8 rate and AMX's tiles go far beyond it; the floors
+    # must follow the CPU instead of always assuming AVX2.
+    floors = {
+        isa: bench.flop_floor_ms(128, MINILM, threads=2, machine=AVX2_CPU | {"isa": isa})
+        for isa in ("avx2", "avx512", "avx512_vnni", "amx")
+    }
+    assert math.isclose(floors["avx2"]["fp32_ms"] / floors["avx512"]["fp32_ms"], 2.0)
+    assert math.isclose(floors["avx512"]["int8_ms"] / floors["avx512_vnni"]["int8_ms"], 2.0)
+    assert floors["amx"]["int8_ms"] < floors["avx512_vnni"]["int8_ms"] / 4
+    assert floors["amx"]["bf16_ms"] < floors["avx512_vnni"]["fp32_ms"] / 8
 
 
 # Lines as the serving stack writes them (multi-model-server 1.1.11 with the toolkit's handler): a worker's
