@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,34 @@ from infra.model_config import BundledModel, HubModel, ModelSource, S3Model
 _LOG_GROUP_PREFIXES = ("/aws/sagemaker/Endpoints/", "/aws/sagemaker/TransformJobs/")
 
 
+def _check_packaged_runtime(artifact: Path, source: BundledModel, runtime: str | None) -> None:
+    """What `make package` wrote beside the archive (model.tar.gz.json: the runtime it verified and the
+    runtimes it ships) against what the stage asks: int8 where model.require_int8 is set, the safetensors
+    weights where the handler runs PyTorch (compute: gpu). Archives without that file (`sagebert archive`,
+    an archive built elsewhere) are taken as they are."""
+    sidecar = artifact.with_name(artifact.name + ".json")
+    if not sidecar.is_file():
+        if source.require_int8:
+            raise ArtifactMissingError(
+                f"model.require_int8 = true but {sidecar.name} is missing beside {artifact}: only `make package` "
+                "(python -m sagebert package) records whether the archive serves int8; rebuild it that way."
+            )
+        return
+    packaged = json.loads(sidecar.read_text(encoding="utf-8"))
+    if source.require_int8 and packaged.get("served_runtime") != "onnx-int8":
+        raise ArtifactMissingError(
+            f"model.require_int8 = true but {artifact} serves {packaged.get('served_runtime')}: int8 missed its "
+            "tolerance on the CPU that packaged it (the package log gives the figures). Package on the CPU family "
+            "you deploy to, or set model.require_int8: false to ship fp32 ONNX."
+        )
+    if runtime == "torch" and "torch" not in packaged.get("runtimes", ["torch"]):
+        raise ArtifactMissingError(
+            f"{artifact} holds only the ONNX graphs, but this endpoint's compute profile runs PyTorch (gpu); "
+            "rebuild it with `python -m sagebert package --runtimes onnx,torch` (make package does when a stage "
+            "in config/ uses compute: gpu)."
+        )
+
+
 @dataclass(frozen=True)
 class ModelVpc:
     """Where the model's containers run in a VPC: private subnets and security groups."""
@@ -32,7 +61,7 @@ class ModelVpc:
 
 
 class ArtifactMissingError(Exception):
-    """The configured model archive is not on disk."""
+    """The configured model archive is not on disk, or cannot serve what the stage asks of it."""
 
 
 class HuggingFaceModel(Construct):
@@ -75,6 +104,7 @@ class HuggingFaceModel(Construct):
                     f"model archive {artifact} not found (model.artifact = {source.artifact!r}); "
                     "`make synth` builds the default one, or run `python -m sagebert archive`."
                 )
+            _check_packaged_runtime(artifact, source, runtime)
             asset = s3_assets.Asset(self, "ModelData", path=str(artifact))
             model_data_url = asset.s3_object_url
             statements.append(_read_object(asset.bucket.arn_for_objects(asset.s3_object_key)))

@@ -41,6 +41,12 @@ class BundledModel(_Strict):
     network_isolation: bool = Field(
         True, description="Run the container with no network access (EnableNetworkIsolation)."
     )
+    require_int8: bool = Field(
+        False,
+        description="Refuse to synthesize when the archive serves fp32 ONNX because int8 missed its tolerance "
+        "on the CPU that packaged it (false: ship fp32 ONNX with make package's warning). `make package "
+        "REQUIRE_INT8=1` stops at packaging instead.",
+    )
     container: ContainerSettings = Field(default_factory=ContainerSettings)
 
 

@@ -322,21 +322,31 @@ def distillation_loss(
 
 
 class Int8Simulation:
-    """Simulates ONNX Runtime's dynamic int8 on the encoder's projections, while `enabled`.
+    """Simulates the archive's int8 (`make package`'s default recipe) on the encoder's FFN, while `enabled`.
 
-    As `make package` quantizes them: weights int8 symmetric per output channel (scale max|w|/127);
-    activations uint8 asymmetric with one scale per tensor over a range that includes 0, computed at
-    run time - per text here, since the handler runs each text alone. Straight-through gradients (the
-    rounding passes the gradient unchanged). The pooler and the classifier stay fp32, as in the archive.
+    As the recipe quantizes them: the FFN's two projections, weights int8 symmetric per output channel
+    (scale max|w|/127), activations uint8 with one range per token (including 0); attention, pooler and
+    classifier stay fp32. Straight-through gradients (the rounding passes the gradient unchanged).
     Nothing of this is saved: the model keeps plain fp32 weights that have learned to sit well on the
     int8 grid."""
 
+    # The FFN projections by module name: BERT/MiniLM (intermediate.dense, output.dense outside attention)
+    # and DistilBERT (ffn.lin1, ffn.lin2).
+    FFN_SUFFIXES = ("intermediate.dense", "ffn.lin1", "ffn.lin2")
+
     def __init__(self, model: Any) -> None:
         self.enabled = False
-        encoder = getattr(model.base_model, "encoder", None) or getattr(model.base_model, "transformer", None)
-        if encoder is None:
-            raise TrainingInputError(f"{type(model).__name__}: no encoder to simulate int8 on.")
-        self.linears = [m for m in encoder.modules() if isinstance(m, torch.nn.Linear)]
+        self.linears = [
+            module
+            for name, module in model.base_model.named_modules()
+            if isinstance(module, torch.nn.Linear)
+            and (
+                name.endswith(self.FFN_SUFFIXES)
+                or (name.endswith("output.dense") and "attention" not in name and "encoder" in name)
+            )
+        ]
+        if not self.linears:
+            raise TrainingInputError(f"{type(model).__name__}: no FFN projections to simulate int8 on.")
         for module in self.linears:
             module.forward = self._forward(module)  # type: ignore[method-assign]
 
@@ -346,7 +356,7 @@ class Int8Simulation:
         def forward(x: torch.Tensor) -> torch.Tensor:
             if not self.enabled:
                 return plain(x)
-            return F.linear(_fake_uint8_per_text(x), _fake_int8_per_channel(module.weight), module.bias)
+            return F.linear(_fake_uint8_per_token(x), _fake_int8_per_channel(module.weight), module.bias)
 
         return forward
 
@@ -360,10 +370,9 @@ def _fake_int8_per_channel(weight: torch.Tensor) -> torch.Tensor:
     return _straight_through(weight, torch.clamp(torch.round(weight / scale), -127, 127) * scale)
 
 
-def _fake_uint8_per_text(x: torch.Tensor) -> torch.Tensor:
-    dims = tuple(range(1, x.dim()))
-    low = x.detach().amin(dim=dims, keepdim=True).clamp(max=0)
-    high = x.detach().amax(dim=dims, keepdim=True).clamp(min=0)
+def _fake_uint8_per_token(x: torch.Tensor) -> torch.Tensor:
+    low = x.detach().amin(dim=-1, keepdim=True).clamp(max=0)
+    high = x.detach().amax(dim=-1, keepdim=True).clamp(min=0)
     scale = ((high - low) / 255).clamp(min=1e-8)
     zero = torch.round(-low / scale)
     quantized = (torch.clamp(torch.round(x / scale) + zero, 0, 255) - zero) * scale

@@ -86,6 +86,9 @@ class Measured:
     latency_single_text_ms: Figure  # one text, one client, p50
     front_door_ms: Figure  # the front door's p50 under load: what the Lambda is billed for
     batch_records_s: Figure  # MultiRecord batch transform, local runner
+    # Throughput of one pinned core (one worker, one thread) over the two-core figure (make bench). An AWS
+    # vCPU is a hyperthread: ml.c6i.large's 2 vCPUs are one core, so capacity is counted per core from this.
+    one_core_share: Figure = Figure(0.5, "assumed: half of two cores")
 
 
 def load_measured(
@@ -104,12 +107,17 @@ def load_measured(
     batched, latency = fixed("realtime_batched_texts_per_s"), fixed("latency_single_text_ms")
     single, front_door = fixed("realtime_single_texts_per_s"), fixed("front_door_p50_ms")
     batch = fixed("batch_records_per_s")
+    share = fixed("one_core_share")
     if bench.is_file():
         server = json.loads(bench.read_text(encoding="utf-8")).get("server", [])
         int8 = next((r for r in server if r.get("contender") == "onnx-int8"), None)
+        one_core = next((r for r in server if r.get("contender") == "onnx-int8 1 core"), None)
         if int8 is not None:
             batched = Figure(float(int8["throughput_texts_s"]), f"make bench, {_rel(bench)}")
             latency = Figure(float(int8["short_p50_ms"]), f"make bench, {_rel(bench)}")
+            if one_core is not None:
+                ratio = float(one_core["throughput_texts_s"]) / float(int8["throughput_texts_s"])
+                share = Figure(ratio, f"make bench, {_rel(bench)}")
     if bench_api.is_file():
         load = json.loads(bench_api.read_text(encoding="utf-8")).get("load", {})
         if "model server (direct)" in load:
@@ -123,7 +131,7 @@ def load_measured(
         ours = next((v for k, v in results.items() if k.startswith("sagebert") and isinstance(v, dict)), None)
         if ours is not None:
             batch = Figure(float(ours["records_per_s"]), f"make bench-batch, {_rel(bench_batch)}")
-    return Measured(int(base["vcpus"]), batched, single, latency, front_door, batch)
+    return Measured(int(base["vcpus"]), batched, single, latency, front_door, batch, share)
 
 
 def _rel(path: Path) -> str:
@@ -301,11 +309,24 @@ def accelerated(instance_type: str) -> str | None:
     return None
 
 
-def scaled_throughput(measured_per_s: float, measured_vcpus: int, instance_type: str) -> float | None:
-    """Throughput on instance_type, assuming it grows in proportion to vCPUs; None for GPU and Inferentia, where
-    a CPU figure says nothing."""
+def physical_cores(instance_type: str) -> int:
+    """Cores of an AWS instance: its vCPUs are hyperthreads, two per core (ml.c6i.large: 2 vCPUs, 1 core)."""
+    return max(1, vcpus(instance_type) // 2)
+
+
+def scaled_throughput(
+    measured_per_s: float, measured_vcpus: int, instance_type: str, one_core_share: float | None = None
+) -> float | None:
+    """Throughput on instance_type; None for GPU and Inferentia, where a CPU figure says nothing.
+
+    With `one_core_share` (what one pinned core gives of the measured figure), the lower bound: one such
+    core per physical core of the instance, the hyperthread siblings counted as nothing extra. Without it,
+    the figure scaled by vCPUs, as if every AWS vCPU were one of the measuring machine's cores (an upper
+    bound: the measuring machine's vCPUs are whole cores)."""
     if accelerated(instance_type) is not None:
         return None
+    if one_core_share is not None:
+        return measured_per_s * one_core_share * physical_cores(instance_type)
     return measured_per_s * vcpus(instance_type) / measured_vcpus
 
 
@@ -595,7 +616,9 @@ def stage_report(usage: StageUsage, prices: PriceTable, measured: Measured) -> S
     if usage.batch is not None:
         b = usage.batch
         runs = runs_per_month(b.schedule)
-        per_instance = scaled_throughput(measured.batch_records_s.value, measured.vcpus, b.instance_type)
+        per_instance = scaled_throughput(
+            measured.batch_records_s.value, measured.vcpus, b.instance_type, measured.one_core_share.value
+        )
         hourly = prices.batch_hourly(b.instance_type)
         records = b.records_per_run or 0
         hours = batch_run_instance_hours(records, per_instance, b.instance_count) if per_instance else 0.0
@@ -650,6 +673,49 @@ def stage_report(usage: StageUsage, prices: PriceTable, measured: Measured) -> S
     return report
 
 
+# The CPU generations the comparison prices side by side (same size as the stage's instance): Ice Lake with
+# AVX-512 VNNI, and Sapphire Rapids, which adds AMX (int8 and bf16 tile units).
+FAMILY_GENERATIONS = {"c6i": "Ice Lake, AVX-512 VNNI", "c7i": "Sapphire Rapids, AVX-512 VNNI + AMX"}
+
+
+def _compare_families(
+    report: StageReport, instance_type: str, prices: PriceTable, unit: Figure, measured: Measured
+) -> None:
+    """c6i vs c7i at the stage's instance size: cost per million at full load from the same per-core figure
+    (the measuring CPU's), and which is cheaper. AMX could make c7i faster per core; until a c7i figure is
+    measured, the comparison assumes equal throughput and so follows the hourly price."""
+    family = compute_profiles.family(instance_type)
+    if accelerated(instance_type) is not None or family not in FAMILY_GENERATIONS:
+        return
+    size = instance_type.rsplit(".", 1)[1]
+    found: list[tuple[float, str]] = []
+    for other, generation in FAMILY_GENERATIONS.items():
+        candidate = f"ml.{other}.{size}"
+        if candidate not in prices.realtime:
+            continue
+        per_instance = scaled_throughput(unit.value, measured.vcpus, candidate, measured.one_core_share.value)
+        assert per_instance is not None
+        hourly = prices.instance_hourly(candidate)
+        full = cost_per_million(hourly, per_instance)
+        found.append((full, candidate))
+        report.per_million.append(
+            PerMillion(
+                f"cpu int8 on {candidate} ({generation}, {_price(hourly)}/h)",
+                f"{per_instance:,.0f} texts/s per instance",
+                f"the same per-core figure ({unit.source}); {other} not measured on its own CPU here",
+                full,
+                None,
+            )
+        )
+    if len(found) == 2:
+        (cheap, winner), (dear, loser) = sorted(found)
+        report.notes.append(
+            f"{winner} costs {(1 - cheap / dear):.1%} less per million predictions than {loser} at equal "
+            f"throughput per core; {loser} wins only if its CPU serves more than {dear / cheap:.2f}x the texts "
+            "per core (AMX was not measured here: the benchmarks ran without it)."
+        )
+
+
 def _compare(
     report: StageReport,
     usage: StageUsage,
@@ -664,7 +730,9 @@ def _compare(
     rt_hourly = prices.instance_hourly(rt_type)
     # One text per request: the 8-client single-text load run; several texts: the batched server run.
     unit = measured.realtime_single_texts_s if traffic.texts_per_request == 1 else measured.realtime_batched_texts_s
-    per_instance = scaled_throughput(unit.value, measured.vcpus, rt_type)
+    share = measured.one_core_share.value
+    per_instance = scaled_throughput(unit.value, measured.vcpus, rt_type, share)
+    upper = scaled_throughput(unit.value, measured.vcpus, rt_type)
     floor = main.min_count if main is not None else (2 if usage.production else 1)
     peak_texts = traffic.peak_requests_per_second * traffic.texts_per_request
     rt_instances = max(floor, instances_for_peak(peak_texts, per_instance)) if per_instance else floor
@@ -683,7 +751,7 @@ def _compare(
 
     # Batch for the same predictions: one run a day on the stage's transform instance type.
     bt_type = usage.batch.instance_type if usage.batch is not None else rt_type
-    bt_per_instance = scaled_throughput(measured.batch_records_s.value, measured.vcpus, bt_type)
+    bt_per_instance = scaled_throughput(measured.batch_records_s.value, measured.vcpus, bt_type, share)
     bt_hourly = prices.batch_hourly(bt_type)
     per_day = math.ceil(predictions / DAYS_PER_MONTH)
     bt_monthly = (
@@ -691,12 +759,17 @@ def _compare(
     )
 
     def scale(figure: Figure, instance_type: str) -> str:
-        return f"{figure.source}; x {vcpus(instance_type)}/{measured.vcpus} vCPUs"
+        return (
+            f"{figure.source}; x {share:.2f} for one core ({measured.one_core_share.source}) "
+            f"x {physical_cores(instance_type)} core(s)"
+        )
 
     report.per_million.append(
         PerMillion(
             f"cpu int8, real time ({rt_type} x{rt_instances})",
-            f"{per_instance:,.0f} texts/s per instance" if per_instance else "not measured here",
+            f"{per_instance:,.0f} texts/s per instance (two-core scaling: {upper:,.0f})"
+            if per_instance and upper
+            else "not measured here",
             scale(unit, rt_type) if per_instance else "no measurement for this instance type",
             cost_per_million(rt_hourly, per_instance) if per_instance else None,
             rt_monthly / predictions * 1e6 if predictions else None,
@@ -720,6 +793,7 @@ def _compare(
             bt_monthly / predictions * 1e6 if predictions and bt_per_instance else None,
         )
     )
+    _compare_families(report, rt_type, prices, unit, measured)
     gpu_type = rt_type if accelerated(rt_type) == "gpu" else "ml.g4dn.xlarge"
     inf_type = rt_type if accelerated(rt_type) == "inferentia" else "ml.inf2.xlarge"
     for profile, kind in (("gpu", gpu_type), ("inferentia", inf_type)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +254,41 @@ def test_endpoint_is_encrypted_unnamed_and_sized_from_config() -> None:
             },
         },
     )
+
+
+def packaged(tmp_path: Path, served: str, runtimes: list[str]) -> Path:
+    """An archive with the record `make package` writes beside it (model.tar.gz.json)."""
+    (tmp_path / "build").mkdir(exist_ok=True)
+    (tmp_path / "build" / "model.tar.gz").write_bytes(b"archive")
+    (tmp_path / "build" / "model.tar.gz.json").write_text(json.dumps({"served_runtime": served, "runtimes": runtimes}))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("served", "require", "runtime", "refused"),
+    [
+        ("onnx-fp32", True, None, "model.require_int8 = true but .* serves onnx-fp32"),
+        ("onnx-int8", True, None, None),
+        ("onnx-fp32", False, None, None),
+        ("onnx-int8", False, "torch", "holds only the ONNX graphs, but this endpoint's compute profile runs PyTorch"),
+    ],
+    ids=["fp32-but-int8-required", "int8-required-and-served", "fp32-accepted", "gpu-without-weights"],
+)
+def test_the_packaged_runtime_must_fit_the_stage(
+    tmp_path: Path, served: str, require: bool, runtime: str | None, refused: str | None
+) -> None:
+    # Given an archive whose packaging record says what it serves and ships, when a stage asks for int8 or
+    # for PyTorch, then synth refuses what the archive cannot give, naming the fix; else it builds the model.
+    base = packaged(tmp_path, served, ["onnx"])
+    source = BundledModel(source="bundled", require_int8=require)
+
+    def build() -> None:
+        HuggingFaceModel(
+            bare_stack(), "Model", source=source, image=IMAGE, flavour="cpu", base_dir=base, runtime=runtime
+        )
+
+    if refused is None:
+        build()
+    else:
+        with pytest.raises(ArtifactMissingError, match=refused):
+            build()

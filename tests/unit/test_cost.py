@@ -61,6 +61,33 @@ def test_throughput_scales_with_vcpus_and_cost_per_million() -> None:
     assert cost.utilisation(2_628_000, 1, 1.0) == pytest.approx(1.0)
 
 
+def test_one_core_lower_bound_counts_physical_cores() -> None:
+    # An AWS vCPU is a hyperthread: ml.c6i.large (2 vCPUs) is one core, ml.c6i.xlarge two. With one pinned
+    # core giving 55% of the two-core 182 texts/s (100.1), large carries 100.1 and xlarge 200.2 - not the
+    # 182 and 364 that scaling by vCPUs gives.
+    assert cost.physical_cores("ml.c6i.large") == 1 and cost.physical_cores("ml.c6i.4xlarge") == 8
+    assert cost.scaled_throughput(182.0, 2, "ml.c6i.large", 0.55) == pytest.approx(100.1)
+    assert cost.scaled_throughput(182.0, 2, "ml.c6i.xlarge", 0.55) == pytest.approx(200.2)
+    assert cost.scaled_throughput(182.0, 2, "ml.g5.xlarge", 0.55) is None
+
+
+def test_the_family_comparison_follows_the_price_at_equal_throughput(repo_root: Path) -> None:
+    # Given the dev stage (ml.c6i.large) and the committed figures, the report prices the same size on c6i
+    # and c7i from one per-core figure and names the cheaper per million (c6i: 0.102 vs 0.1071 $/h).
+    from infra.config import load_stage_config
+
+    usage = cost.usage_of("dev", load_stage_config(repo_root / "config" / "dev.yaml"))
+    missing = repo_root / "build" / "absent.json"
+    measured = cost.load_measured(bench=missing, bench_api=missing, bench_batch=missing)
+    report = cost.stage_report(usage, prices_module.load(), measured)
+    rows = {r.profile.split(" (")[0]: r for r in report.per_million}
+    c6i, c7i = rows["cpu int8 on ml.c6i.large"], rows["cpu int8 on ml.c7i.large"]
+    assert c6i.throughput == c7i.throughput
+    assert c7i.full_load is not None and c6i.full_load is not None
+    assert c7i.full_load / c6i.full_load == pytest.approx(0.1071 / 0.102)
+    assert any(n.startswith("ml.c6i.large costs 4.8% less per million") for n in report.notes), report.notes
+
+
 def test_batch_run_instance_hours() -> None:
     # 1 instance: 300 s start-up + 180,000 records / 180 per s = 1,300 s = 0.36111 h
     assert cost.batch_run_instance_hours(180_000, 180.0, 1) == pytest.approx(1300 / 3600)
@@ -221,12 +248,20 @@ def test_measured_fallback_when_no_benchmark_ran(tmp_path: Path) -> None:
     assert measured.realtime_single_texts_s.value == pytest.approx(182.2)
     assert measured.batch_records_s.value == pytest.approx(180.5)
     assert "infra/measured_throughput.json" in measured.batch_records_s.source
+    assert 0 < measured.one_core_share.value <= 1
 
 
 def test_measured_reads_the_benchmark_results(tmp_path: Path) -> None:
     bench = tmp_path / "bench.json"
     bench.write_text(
-        json.dumps({"server": [{"contender": "onnx-int8", "throughput_texts_s": 300.0, "short_p50_ms": 9}]})
+        json.dumps(
+            {
+                "server": [
+                    {"contender": "onnx-int8", "throughput_texts_s": 300.0, "short_p50_ms": 9},
+                    {"contender": "onnx-int8 1 core", "throughput_texts_s": 165.0, "short_p50_ms": 12},
+                ]
+            }
+        )
     )
     batch = tmp_path / "batch.json"
     batch.write_text(
@@ -234,6 +269,7 @@ def test_measured_reads_the_benchmark_results(tmp_path: Path) -> None:
     )
     measured = cost.load_measured(bench=bench, bench_api=tmp_path / "absent.json", bench_batch=batch)
     assert measured.realtime_batched_texts_s.value == 300.0 and measured.latency_single_text_ms.value == 9.0
+    assert measured.one_core_share.value == pytest.approx(0.55) and "make bench" in measured.one_core_share.source
     assert measured.batch_records_s.value == 200.0 and "make bench-batch" in measured.batch_records_s.source
 
 
