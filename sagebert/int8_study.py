@@ -131,8 +131,9 @@ def main(
     calibration_size: int,
     recipes: tuple[quantize.Recipe, ...] = RECIPES,
     bf16: bool = True,
+    out: Path = OUT,
 ) -> int:
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     machine = cpu.describe()
     print(f"CPU: {machine['model']} ({machine['isa']}; flags {', '.join(machine['flags'])})")
     held_out = _texts("validation") + _texts("test")
@@ -207,11 +208,11 @@ def main(
     print(f"\n{len(texts)} held-out texts vs PyTorch fp32 (test accuracy {reference_accuracy:.2%}), {threads} threads")
     print(f"CPU: {machine['model']} ({machine['isa']})")
     print("\n".join(columns(table)))
-    (OUT / "results.json").write_text(
+    (out / "results.json").write_text(
         json.dumps(
             {"cpu": machine, "threads": threads, "fp32_test_accuracy": reference_accuracy, "rows": rows}, indent=2
         )
         + "\n"
     )
-    print(f"\nwrote {OUT / 'results.json'}")
+    print(f"\nwrote {out / 'results.json'}")
     return 0
