@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from aws_cdk import Duration, Names, Stack, TimeZone
+from aws_cdk import Duration, Names, RemovalPolicy, Stack, TimeZone
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
@@ -230,6 +230,9 @@ class BatchTransformSchedule(Construct):
             log_group_name="/aws/vendedlogs/states/" + Names.unique_resource_name(self, max_length=200, separator="-"),
             encryption_key=key,
             retention=LOG_RETENTION,
+            # Kept on update and delete, but not when the stack's first create rolls back: a retained group with
+            # this fixed name would make every retry fail with AlreadyExists (DeletionPolicy RetainExceptOnCreate).
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         role = iam.Role(
             self,

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Annotations, ArnFormat, Duration, Names, Stack
+from aws_cdk import Annotations, ArnFormat, Duration, Names, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_iam as iam
@@ -513,6 +513,9 @@ class InferenceApi(Construct):
             log_group_name="aws-waf-logs-" + Names.unique_resource_name(self, max_length=200, separator="-"),
             encryption_key=key,
             retention=retention,
+            # Kept on update and delete, but not when the stack's first create rolls back: a retained group with
+            # this fixed name would make every retry fail with AlreadyExists (DeletionPolicy RetainExceptOnCreate).
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         wafv2.CfnLoggingConfiguration(
             self,

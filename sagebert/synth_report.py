@@ -1,4 +1,5 @@
-"""After `cdk synth`: run cfn-lint over every synthesized template and print a per-stage summary."""
+"""After `cdk synth`: the gates (cdk-nag findings, cfn-lint, sagebert's deploy gates) over every synthesized
+template, and a per-stage summary."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import compute_profiles
+from sagebert import deploy_gates
 from sagebert.tables import columns
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -146,5 +148,16 @@ def main(outdir: Path) -> int:
         )
         return 1
     print(f"cfn-lint: {len(templates)} templates, no errors or warnings")
+    retained = [
+        found
+        for stage in deploy_gates.stage_templates(outdir).values()
+        for found in deploy_gates.retained_physical_names(stage)
+    ]
+    if retained:
+        print("retry safety: retained resources with a fixed physical name:", file=sys.stderr)
+        for found in retained:
+            print(f"  - {found}", file=sys.stderr)
+        return 1
+    print("retry safety: no retained resource has a fixed physical name (a failed first create can be retried)")
     print(render(stages))
     return 0
