@@ -55,6 +55,9 @@ def test_stage_invariants(assembly: CloudAssembly) -> None:
         assert "KmsKeyId" in config["Properties"]
         for resource_type in ("AWS::KMS::Key", "AWS::S3::Bucket"):
             assert {r["DeletionPolicy"] for r in resources(stacks["Storage"], resource_type)} == {deletion}
+        # Data deleted with the stack (dev): both versioned buckets are emptied first, so `cdk destroy` succeeds.
+        emptied = list(resources(stacks["Storage"], "Custom::S3AutoDeleteObjects"))
+        assert len(emptied) == (2 if deletion == "Delete" else 0)
     (prod_config,) = resources(templates(assembly, "prod")["Serving"], "AWS::SageMaker::EndpointConfig")
     assert prod_config["Properties"]["ProductionVariants"][0]["InitialInstanceCount"] == 2
 
