@@ -89,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     bench_batch_parser.add_argument("--records", type=int, default=6000, help="records per contender (default 6000)")
     bench_batch_parser.add_argument("--port", type=int, default=23300, help="first of three local ports")
 
-    catalog = commands.add_parser("catalog", help="regenerate infra/dlc_images.json from the sagemaker SDK")
+    catalog = commands.add_parser(
+        "catalog",
+        help="regenerate infra/dlc_images.json from the sagemaker SDK and infra/sagemaker_api.json from botocore",
+    )
     catalog.add_argument("--check", action="store_true", help="only compare; exit 1 when they differ")
 
     train = commands.add_parser(

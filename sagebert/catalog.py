@@ -1,7 +1,8 @@
-"""Generate infra/dlc_images.json from the sagemaker SDK's image config (SDK v2, image_uris).
+"""Generate infra/dlc_images.json from the sagemaker SDK's image config (SDK v2, image_uris), and
+infra/sagemaker_api.json (instance-type enums and numeric ranges) from botocore's SageMaker service model.
 
-Run `python -m sagebert catalog` after bumping the sagemaker SDK; `--check` only compares and
-fails when the committed catalog and the installed SDK disagree (the tests do the same).
+Run `python -m sagebert catalog` after bumping the sagemaker SDK or botocore; `--check` only compares and
+fails when the committed files and the installed packages disagree (the tests do the same).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import re
 from typing import Any
 
+from infra import sagemaker_api
 from infra.image_catalog import CATALOG_FILE
 
 # The transformers versions whose inference images sagebert offers (full versions, as the SDK
@@ -131,11 +133,43 @@ def _neuron_entries(image_uris: Any) -> list[dict[str, Any]]:
     return entries
 
 
+def generate_api() -> dict[str, Any]:
+    """The SageMaker API's instance-type enums and the min/max of the members sagebert's config binds to, read
+    from the installed botocore's service model (botocore/data/sagemaker/<version>/service-2.json)."""
+    import botocore
+    import botocore.loaders
+
+    model = botocore.loaders.Loader().load_service_model("sagemaker", "service-2")
+    shapes = model["shapes"]
+    ranges: dict[str, dict[str, int | None]] = {}
+    for name in sagemaker_api.RANGES:
+        structure, member = name.split(".")
+        shape = shapes[shapes[structure]["members"][member]["shape"]]
+        ranges[name] = {"min": shape.get("min"), "max": shape.get("max")}
+    return {
+        "generated_from": f"botocore {botocore.__version__} sagemaker {model['metadata']['apiVersion']} service-2.json",
+        "enums": {kind: shapes[kind]["enum"] for kind in sagemaker_api.INSTANCE_ENUMS},
+        "ranges": ranges,
+    }
+
+
 def render(catalog: dict[str, Any]) -> str:
     return json.dumps(catalog, indent=2, sort_keys=True) + "\n"
 
 
 def main(check: bool = False) -> int:
+    api = generate_api()
+    if check:
+        committed_api = json.loads(sagemaker_api.API_FILE.read_text(encoding="utf-8"))
+        name = sagemaker_api.API_FILE.name
+        # What matters is the enums and ranges; the botocore version in "generated_from" may move without them.
+        if (committed_api["enums"], committed_api["ranges"]) != (api["enums"], api["ranges"]):
+            print(f"{name} differs from the installed botocore; run `python -m sagebert catalog`.")
+            return 1
+        print(f"{name} matches the installed botocore.")
+    else:
+        sagemaker_api.API_FILE.write_text(render(api), encoding="utf-8")
+        print(f"wrote {sagemaker_api.API_FILE} ({sum(len(v) for v in api['enums'].values())} instance types)")
     catalog = generate()
     fresh = render(catalog)
     if check:
