@@ -41,8 +41,10 @@ from constructs import Construct
 
 from infra.compliance import acknowledge, acknowledge_resources
 from infra.config import BatchSettings
-from infra.inference_api import ASSET_EXCLUDE, LAMBDAS_DIR, POWERTOOLS_LAYER_PARAMETER, RUNTIME
+from infra.inference_api import ASSET_EXCLUDE, LAMBDAS_DIR, RUNTIME
 from infra.key_policies import allow_cloudwatch_alarms, allow_cloudwatch_logs
+from infra.powertools import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_REGIONS
+from infra.region_support import require_region
 
 MANIFEST_HANDLER = "batch_manifest.handler.lambda_handler"
 LOG_RETENTION = logs.RetentionDays.ONE_YEAR
@@ -526,6 +528,12 @@ class BatchTransformSchedule(Construct):
             self,
             "Powertools",
             ssm.StringParameter.value_for_string_parameter(self, POWERTOOLS_LAYER_PARAMETER),
+        )
+        require_region(
+            self,
+            "SupportedRegionPowertools",
+            POWERTOOLS_REGIONS,
+            f"the Powertools layer's SSM parameter {POWERTOOLS_LAYER_PARAMETER}",
         )
         function = lambda_.Function(
             self,

@@ -25,6 +25,7 @@ from infra import sagemaker_api as api
 from infra.endpoint_config import VARIANT_NAME, EndpointSettings
 from infra.model_config import BundledModel, HubModel, ModelSource
 from infra.monitoring_config import MonitoringSettings
+from infra.powertools import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_REGIONS
 from infra.schema import API_INTEGRATION_TIMEOUT_S, EMAIL
 from infra.schema import Strict as _Strict
 from infra.traffic_config import TrafficSettings
@@ -547,6 +548,15 @@ class StageConfig(_Strict):
             raise ValueError(
                 f"region = {self.region!r} has no Hugging Face DLC registry in the image catalog; "
                 f"allowed: {', '.join(sorted(image_catalog.regions()))}."
+            )
+        needs_powertools = [key for key in ("api", "batch") if getattr(self, key) is not None]
+        if self.region is not None and needs_powertools and self.region not in POWERTOOLS_REGIONS:
+            allowed = ", ".join(sorted(POWERTOOLS_REGIONS & image_catalog.regions()))
+            raise ValueError(
+                f"region = {self.region!r} with {' and '.join(needs_powertools)}: the Powertools for AWS Lambda layer, which "
+                "their functions load, is not published there (no SSM parameter "
+                f"{POWERTOOLS_LAYER_PARAMETER}); allowed: {allowed}. Deploy the stage to one of them, or remove "
+                f"{' and '.join(needs_powertools)}."
             )
         if self.endpoint.compute == "inferentia":
             neuron = image_catalog.find_neuron(self.model.container.transformers_version)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from constructs import Construct
 from infra.compliance import acknowledge, acknowledge_resources
 from infra.image_catalog import DlcImage, Flavour
 from infra.model_config import BundledModel, HubModel, ModelSource, S3Model
+from infra.region_support import require_region
 
 # Log groups SageMaker creates for endpoints and transform jobs. The endpoint name is generated at
 # deploy time, after this role exists, so the role can only be scoped to the prefix.
@@ -328,6 +330,12 @@ def _image(scope: Construct, image: DlcImage, flavour: Flavour) -> tuple[str, st
         account = mapping.find_in_map(Aws.REGION, "account")
         region = Aws.REGION
         uri = f"{account}.dkr.ecr.{region}.{Aws.URL_SUFFIX}/{image.repository}:{image.tag(flavour)}"
+        require_region(
+            scope,
+            "SupportedRegionImage" + re.sub(r"[^A-Za-z0-9]", "", image.tag(flavour)),
+            image.registries,
+            f"the Hugging Face inference image {image.repository}:{image.tag(flavour)}",
+        )
     else:
         account = image.registries[stack.region]
         region = stack.region

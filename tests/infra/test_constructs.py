@@ -163,6 +163,8 @@ def test_known_region_gets_a_literal_image_uri(default_artifact: Path, repo_root
             "PrimaryContainer": Match.object_like({"Image": IMAGE.uri("eu-west-1", "cpu")}),
         },
     )
+    # The config checked the region at synth: no deploy-time region rule.
+    assert not [r for r in Template.from_stack(stack).to_json().get("Rules", {}) if r.startswith("SupportedRegion")]
 
 
 def test_s3_model_reads_exactly_that_object(repo_root: Path) -> None:

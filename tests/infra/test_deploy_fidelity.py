@@ -16,6 +16,7 @@ from app import ROOT, build_app, feature_flags
 from infra import image_catalog
 from infra.hugging_face_model import HuggingFaceModel
 from infra.model_config import BundledModel
+from infra.powertools import POWERTOOLS_REGIONS
 from sagebert import deploy_gates
 
 Templates = dict[str, dict[str, dict[str, Any]]]
@@ -171,3 +172,26 @@ def test_batch_stack_owns_its_model(baseline: Templates) -> None:
         assert len(models) == 1
         assert "-cpu-" in str(models[0]["Properties"]["PrimaryContainer"]["Image"])
         assert not [name for name in deploy_gates.imported_names({"Batch": batch}) if "Serving" in name]
+
+
+def test_environment_agnostic_stacks_refuse_unsupported_regions_up_front(baseline: Templates) -> None:
+    # The shipped stages are environment-agnostic: each stack that needs a regional artifact carries a rule that
+    # CloudFormation checks before it creates anything.
+    image = image_catalog.find("4.51.3", "2.6.0")
+    for stage in ("SageBert-dev", "SageBert-prod"):
+        for stack, needs in (("Serving", {"Image"}), ("Api", {"Powertools"}), ("Batch", {"Image", "Powertools"})):
+            rules = {
+                name: rule
+                for name, rule in baseline[stage][stack].get("Rules", {}).items()
+                if name.startswith("SupportedRegion")
+            }
+            assert {("Powertools" if name.endswith("Powertools") else "Image") for name in rules} == needs, stack
+            for name, rule in rules.items():
+                (assertion,) = rule["Assertions"]
+                regions, region = assertion["Assert"]["Fn::Contains"]
+                assert region == {"Ref": "AWS::Region"}
+                expected = POWERTOOLS_REGIONS if name.endswith("Powertools") else set(image.registries)
+                assert set(regions) == expected
+                assert assertion["AssertDescription"].startswith("sagebert: ")
+    # A region with the image but without the Powertools layer is refused by the API stack's rule.
+    assert "me-south-1" in image.registries and "me-south-1" not in POWERTOOLS_REGIONS
