@@ -553,8 +553,8 @@ class StageConfig(_Strict):
         if self.region is not None and needs_powertools and self.region not in POWERTOOLS_REGIONS:
             allowed = ", ".join(sorted(POWERTOOLS_REGIONS & image_catalog.regions()))
             raise ValueError(
-                f"region = {self.region!r} with {' and '.join(needs_powertools)}: the Powertools for AWS Lambda layer, which "
-                "their functions load, is not published there (no SSM parameter "
+                f"region = {self.region!r} with {' and '.join(needs_powertools)}: the Powertools for AWS Lambda "
+                "layer, which their functions load, is not published there (no SSM parameter "
                 f"{POWERTOOLS_LAYER_PARAMETER}); allowed: {allowed}. Deploy the stage to one of them, or remove "
                 f"{' and '.join(needs_powertools)}."
             )
