@@ -131,6 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     cost.add_argument("--json", type=Path, default=None, help="also write the report as JSON to this path")
     cost.add_argument("--config-dir", type=Path, default=Path("config"), help=argparse.SUPPRESS)
 
+    preflight = commands.add_parser(
+        "preflight",
+        help="before a deploy: Powertools parameter, image tag, SageMaker quotas, Lambda concurrency, CDK bootstrap, "
+        "update path, in the target account (read-only; without credentials it lists the checks)",
+    )
+    preflight.add_argument("--stage", required=True, help="the stage whose config/<stage>.yaml is checked")
+    preflight.add_argument("--region", help="the target region (default: the stage's, else the configured one)")
+    preflight.add_argument("--outdir", type=Path, default=Path("cdk.out"), help="the synthesized app to compare")
+    preflight.add_argument("--config-dir", type=Path, default=Path("config"), help=argparse.SUPPRESS)
+
     report = commands.add_parser("report", help="cfn-lint every synthesized template, print a per-stage summary")
     report.add_argument("--outdir", type=Path, default=Path("cdk.out"))
 
@@ -204,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
             from sagebert import cost as cost_module
 
             return cost_module.main(args.config_dir, args.stage, args.json)
+        if args.command == "preflight":
+            from sagebert import preflight as preflight_module
+
+            return preflight_module.main(args.stage, args.config_dir, args.region, args.outdir)
         from sagebert import synth_report
 
         return synth_report.main(args.outdir)

@@ -4,20 +4,24 @@ create (retained physical names), and an instance type change under autoscaling.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import botocore.session
 import pytest
 import yaml
 from aws_cdk import App, CfnOutput, Stack
+from botocore.stub import Stubber
 
 from app import ROOT, build_app, feature_flags
 from infra import image_catalog
 from infra.hugging_face_model import HuggingFaceModel
 from infra.model_config import BundledModel
 from infra.powertools import POWERTOOLS_REGIONS
-from sagebert import deploy_gates
+from infra.stage import STAGE_PREFIX
+from sagebert import deploy_gates, preflight
 
 Templates = dict[str, dict[str, dict[str, Any]]]
 Edit = Callable[[str, dict[str, Any], Path], None]
@@ -155,6 +159,19 @@ def test_an_instance_type_change_under_autoscaling_takes_two_deploys(tmp_path: P
     direct = synth_stages(tmp_path / "direct", _prod_type("ml.c6i.2xlarge"), only=("prod",))["SageBert-prod"]
     (problem,) = deploy_gates.stuck_scaling_updates(before, direct)
     assert "ml.c6i.xlarge -> ml.c6i.2xlarge" in problem and "two steps" in problem
+    # Before a deploy, preflight compares the deployed Serving template (here: `before`) with cdk.out and says the same.
+    cloudformation = botocore.session.get_session().create_client(
+        "cloudformation", region_name="eu-west-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    with Stubber(cloudformation) as stub:
+        stub.add_response(
+            "get_template",
+            {"TemplateBody": json.dumps(before["Serving"])},
+            {"StackName": "SageBert-prod-Serving", "TemplateStage": "Original"},
+        )
+        check = preflight.check_update_path(cloudformation, "prod", tmp_path / "direct" / "out")
+    assert check.verdict == "FAIL" and "two steps" in check.detail
+    assert preflight.STAGE_PREFIX == STAGE_PREFIX
     # Step 1: autoscaling removed, instance type kept: the endpoint config keeps its instance type.
     step1 = synth_stages(tmp_path / "step1", _prod_type("ml.c6i.xlarge", autoscaling=False), only=("prod",))
     assert deploy_gates.stuck_scaling_updates(before, step1["SageBert-prod"]) == []
