@@ -236,10 +236,16 @@ def test_batch_stages_keep_their_invariants(assembly: CloudAssembly) -> None:
         assert ours == {"StateMachineArn", "AlarmTopicArn", "DeadLetterQueueUrl"}
         assert {"BatchInputPrefix", "BatchOutputPrefix"} <= set(stacks["Storage"]["Outputs"])
         assert not list(resources(batch, "AWS::IAM::Policy"))  # customer-managed policies only
-        # The transform job runs as the model's role: it may read the input and write the output prefix.
-        (model_policy,) = resources(stacks["Serving"], "AWS::IAM::ManagedPolicy")
-        sids = {st["Sid"] for st in model_policy["Properties"]["PolicyDocument"]["Statement"]}
-        assert {"ListBatchInput", "ReadBatchInput", "WriteBatchOutput", "BatchDataKey"} <= sids
+        # The transform job runs as the batch stack's own model role: it may read the input and write the output
+        # prefix; the endpoint's model role may not.
+        statement_ids = [
+            {st["Sid"] for st in policy["Properties"]["PolicyDocument"]["Statement"]}
+            for policy in resources(batch, "AWS::IAM::ManagedPolicy")
+        ]
+        (model_sids,) = [sids for sids in statement_ids if "PullInferenceImage" in sids]
+        assert {"ListBatchInput", "ReadBatchInput", "WriteBatchOutput", "BatchDataKey"} <= model_sids
+        (serving_policy,) = resources(stacks["Serving"], "AWS::IAM::ManagedPolicy")
+        assert "ReadBatchInput" not in json.dumps(serving_policy)
     staging = templates(assembly, "staging")
     assert "Batch" not in staging and "BatchInputPrefix" not in staging["Storage"]["Outputs"]
     (staging_policy,) = resources(staging["Serving"], "AWS::IAM::ManagedPolicy")
