@@ -148,11 +148,10 @@ def main(outdir: Path) -> int:
         )
         return 1
     print(f"cfn-lint: {len(templates)} templates, no errors or warnings")
-    retained = [
-        found
-        for stage in deploy_gates.stage_templates(outdir).values()
-        for found in deploy_gates.retained_physical_names(stage)
-    ]
+    # Every stage's stacks, and the top-level ones (the promotion pipeline's).
+    groups = [*deploy_gates.stage_templates(outdir).values()]
+    groups.append({path.name: json.loads(path.read_text(encoding="utf-8")) for path in outdir.glob("*.template.json")})
+    retained = [found for group in groups for found in deploy_gates.retained_physical_names(group)]
     if retained:
         print("retry safety: retained resources with a fixed physical name:", file=sys.stderr)
         for found in retained:
