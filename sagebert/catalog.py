@@ -28,22 +28,40 @@ _URI = re.compile(
 )
 
 
-def import_sdk() -> Any:
-    """The sagemaker SDK (v2), imported quietly and without instance-metadata probing."""
+def _quiet_sdk() -> None:
+    """No instance-metadata probing, no v2 deprecation banner, no config INFO lines."""
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")  # v2 is chosen on purpose (see README)
     for name in ("sagemaker", "sagemaker.config", "sagemaker.image_uris"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def import_sdk() -> Any:
+    """The sagemaker SDK (v2), imported quietly and without instance-metadata probing."""
+    _quiet_sdk()
     import sagemaker
     import sagemaker.image_uris
 
     return sagemaker
 
 
+def image_uris_module() -> tuple[Any, str]:
+    """The installed SDK's image_uris module and the SDK version: v3's `sagemaker.core.image_uris` when v3 is
+    installed (same functions, same image config: it generates the identical catalog), else v2's
+    `sagemaker.image_uris`."""
+    from importlib.metadata import version
+
+    _quiet_sdk()
+    try:
+        from sagemaker.core import image_uris  # v3
+    except ImportError:
+        import sagemaker.image_uris as image_uris  # v2
+    return image_uris, version("sagemaker")
+
+
 def generate() -> dict[str, Any]:
     """Build the catalog by asking the installed SDK for every region, version and flavour."""
-    sagemaker = import_sdk()
-    image_uris, sdk_version = sagemaker.image_uris, sagemaker.__version__
+    image_uris, sdk_version = image_uris_module()
     config = image_uris.config_for_framework("huggingface")["inference"]
     entries = []
     for transformers_version in CATALOGUED_TRANSFORMERS:
