@@ -189,6 +189,31 @@ def changed_exports(before: Mapping[str, Template], after: Mapping[str, Template
     return problems
 
 
+def fragile_exports(templates: Mapping[str, Template]) -> list[str]:
+    """The one-synth form of the export-stability gate, for `make synth`: exports another stack imports that name
+    a resource with a generated name whose every property set in the template is create-only (a SageMaker Model,
+    say), so any change to it replaces and renames it. (`changed_exports` compares two synths and sees the rest.)"""
+    used = imported_names(templates)
+    problems = []
+    for export in exports(templates):
+        if export.name not in used:
+            continue
+        resources = templates[export.stack].get("Resources", {})
+        for logical_id in sorted(_references(export.value) & set(resources)):
+            resource = resources[logical_id]
+            resource_type, props = resource["Type"], resource.get("Properties", {})
+            if any(name in props for name in physical_name_properties(resource_type)):
+                continue  # a fixed name: replacement would fail on it anyway, and the name does not change
+            create_only = {path[0] for path in create_only_properties(resource_type)}
+            if props and set(props) <= create_only:
+                problems.append(
+                    f"{export.stack} export {export.name} names {logical_id} ({resource_type}): every property it sets "
+                    "is create-only, so any change replaces it under a new generated name, and CloudFormation refuses "
+                    "to update an export another stack imports. Let the importing stack own its copy."
+                )
+    return problems
+
+
 @dataclass(frozen=True)
 class RetainedName:
     stack: str

@@ -158,5 +158,12 @@ def main(outdir: Path) -> int:
             print(f"  - {found}", file=sys.stderr)
         return 1
     print("retry safety: no retained resource has a fixed physical name (a failed first create can be retried)")
+    fragile = [problem for group in groups for problem in deploy_gates.fragile_exports(group)]
+    if fragile:
+        print("export stability: imported exports that any change renames:", file=sys.stderr)
+        for problem in fragile:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print("export stability: no imported export names a resource that every change replaces")
     print(render(stages))
     return 0

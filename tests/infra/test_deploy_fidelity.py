@@ -109,9 +109,18 @@ def test_the_export_gate_catches_an_imported_model_name(default_artifact: Path, 
 
     retrained = tmp_path / "retrained.tar.gz"
     retrained.write_bytes(b"a retrained model: only its bytes (the asset hash) matter to the templates")
-    problems = deploy_gates.changed_exports(synth(default_artifact), synth(retrained))
+    before = synth(default_artifact)
+    problems = deploy_gates.changed_exports(before, synth(retrained))
     assert len(problems) == 1
     assert "Serving export" in problems[0] and "PrimaryContainer" in problems[0]
+    # The one-synth form (in `make synth`'s report) sees it without a second synth.
+    (fragile,) = deploy_gates.fragile_exports(before)
+    assert "AWS::SageMaker::Model" in fragile and "every property it sets is create-only" in fragile
+
+
+def test_no_imported_export_names_a_resource_every_change_replaces(baseline: Templates) -> None:
+    for templates in baseline.values():
+        assert deploy_gates.fragile_exports(templates) == []
 
 
 def test_no_retained_resource_has_a_physical_name(baseline: Templates) -> None:
