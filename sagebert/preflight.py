@@ -2,6 +2,7 @@
 
 With credentials, each check is one read-only API call (or a few) and prints a verdict:
 
+- the credentials' account is the stage's (when its config names one);
 - the Powertools layer's SSM parameter exists in the region (api or batch);
 - the Hugging Face inference image tag exists in its registry (every model's image);
 - the SageMaker quotas cover blue/green: an update runs the new fleet beside the old one, so twice the fleet at its
@@ -61,6 +62,18 @@ def _error_code(err: Exception) -> str:
 
 
 # --- the checks: each takes a real (or Stubber-driven) botocore client ------------------------------------------
+
+
+def check_account(sts: Any, config: StageConfig) -> Check:
+    """The credentials point at the stage's account (when its config names one)."""
+    name = "account"
+    try:
+        account = str(sts.get_caller_identity()["Account"])
+    except Exception as err:
+        return Check(name, "FAIL", f"the credentials do not work: {err}")
+    if config.account is not None and account != config.account:
+        return Check(name, "FAIL", f"the credentials are for {account}, the stage's config names {config.account}")
+    return Check(name, "PASS", account + (" (the stage's)" if config.account else " (environment-agnostic stage)"))
 
 
 def check_powertools(ssm: Any) -> Check:
@@ -234,7 +247,7 @@ def _image(source: ModelSource, flavour: Flavour) -> image_catalog.DlcImage:
 
 def planned(config: StageConfig) -> list[str]:
     """What `run` would check for this stage, one line each (the no-credentials answer)."""
-    lines = []
+    lines = ["the credentials' account is the stage's (`account` in its config, when set)"]
     if config.api is not None or config.batch is not None:
         lines.append(f"SSM parameter {POWERTOOLS_LAYER_PARAMETER} exists (the Powertools layer)")
     images = {(_image(s, f).repository, _image(s, f).tag(f)) for s, f in _models(config)}
@@ -253,7 +266,7 @@ def planned(config: StageConfig) -> list[str]:
 def run(config: StageConfig, stage: str, region: str, client: Callable[[str], Any], outdir: Path) -> list[Check]:
     """Every check for the stage; `client(service)` makes a botocore client for the target region."""
     ssm = client("ssm")
-    checks: list[Check] = []
+    checks: list[Check] = [check_account(client("sts"), config)]
     if config.api is not None or config.batch is not None:
         checks.append(check_powertools(ssm))
     ecr = client("ecr")

@@ -36,7 +36,7 @@ def client(service: str) -> Any:
 @pytest.fixture
 def stubbed() -> Iterator[dict[str, tuple[Any, Stubber]]]:
     made: dict[str, tuple[Any, Stubber]] = {}
-    for service in ("ssm", "ecr", "service-quotas", "lambda", "cloudformation"):
+    for service in ("sts", "ssm", "ecr", "service-quotas", "lambda", "cloudformation"):
         made[service] = (c := client(service), Stubber(c))
         made[service][1].activate()
     yield made
@@ -56,6 +56,18 @@ def quotas(values: dict[str, float]) -> dict[str, Any]:
             for i, (name, value) in enumerate(values.items())
         ]
     }
+
+
+def test_account(stubbed: dict[str, tuple[Any, Stubber]], prod: StageConfig) -> None:
+    sts, stub = stubbed["sts"]
+    identity = {"Account": "111122223333", "Arn": "arn:aws:iam::111122223333:user/dev", "UserId": "AIDA"}
+    for _ in range(3):
+        stub.add_response("get_caller_identity", identity, {})
+    assert preflight.check_account(sts, prod).detail == "111122223333 (environment-agnostic stage)"
+    pinned = prod.model_copy(update={"account": "444455556666"})
+    wrong = preflight.check_account(sts, pinned)
+    assert wrong.verdict == "FAIL" and "444455556666" in wrong.detail
+    assert preflight.check_account(sts, prod.model_copy(update={"account": "111122223333"})).verdict == "PASS"
 
 
 def test_powertools_parameter(stubbed: dict[str, tuple[Any, Stubber]]) -> None:
@@ -168,6 +180,7 @@ def test_update_path_without_a_synth_is_skipped(stubbed: dict[str, tuple[Any, St
 def test_run_checks_everything_the_stage_needs(
     stubbed: dict[str, tuple[Any, Stubber]], prod: StageConfig, tmp_path: Path
 ) -> None:
+    stubbed["sts"][1].add_response("get_caller_identity", {"Account": "111122223333"})
     stubbed["ssm"][1].add_response(
         "get_parameter", parameter(POWERTOOLS_LAYER_PARAMETER, "arn"), {"Name": POWERTOOLS_LAYER_PARAMETER}
     )
@@ -182,7 +195,7 @@ def test_run_checks_everything_the_stage_needs(
     )
     stubbed["ssm"][1].add_response("get_parameter", parameter(preflight.BOOTSTRAP_PARAMETER, "30"))
     checks = preflight.run(prod, "prod", REGION, lambda service: stubbed[service][0], tmp_path)
-    assert [c.verdict for c in checks] == ["PASS"] * 6 + ["SKIP"]
+    assert [c.verdict for c in checks] == ["PASS"] * 7 + ["SKIP"]
     table = preflight.render(checks)
     assert table.splitlines()[0].split() == ["check", "verdict", "detail"] and "quota ml.c6i.xlarge" in table
 
@@ -207,3 +220,14 @@ def test_without_credentials_it_lists_the_checks_and_exits_0(
     assert "no AWS credentials, so nothing was checked" in out
     assert "quota 'ml.c6i.xlarge for endpoint usage' >= 12 (blue/green)" in out
     assert POWERTOOLS_LAYER_PARAMETER in out
+
+
+def test_the_cli_runs_preflight(
+    repo_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sagebert.__main__ import main
+
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(preflight, "main", lambda *args: calls.append(args) or 0)
+    assert main(["preflight", "--stage", "dev", "--region", "eu-west-1"]) == 0
+    assert calls == [("dev", Path("config"), "eu-west-1", Path("cdk.out"))]
