@@ -294,7 +294,8 @@ def main(stage: str, config_dir: Path, region: str | None, outdir: Path) -> int:
 
     config_file = config_dir / f"{stage}.yaml"
     if not config_file.is_file():
-        print(f"error: {config_file} not found; stages: {sorted(p.stem for p in config_dir.glob('*.yaml'))}.")
+        stages = sorted(p.stem for p in config_dir.glob("*.yaml") if p.stem != "pipeline")
+        print(f"error: {config_file} not found; stages: {stages}.", file=sys.stderr)
         return 2
     config = load_stage_config(config_file)
     session = botocore.session.get_session()
