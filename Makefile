@@ -119,7 +119,7 @@ lock: $(VENV_STAMP) ## re-resolve requirements/lock.txt from pyproject.toml
 	$(VENV)/bin/pip-compile --quiet --strip-extras --no-header --all-extras --output-file requirements/lock.txt pyproject.toml
 	sed -i 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/' requirements/lock.txt
 
-catalog: $(VENV_STAMP) ## regenerate infra/dlc_images.json from the sagemaker SDK
+catalog: $(VENV_STAMP) ## regenerate infra/dlc_images.json (sagemaker SDK) and infra/sagemaker_api.json (botocore)
 	$(PY) -m sagebert catalog
 
 clean: ## remove build outputs (keeps .venv, .venv-serve and node_modules)

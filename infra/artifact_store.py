@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.compliance import acknowledge
+from infra.compliance import acknowledge, quiet_cfn_lint_on_cdk_provider
 
 _NO_REPLICATION_LOGS = (
     "Access logs are an audit trail for this region's artifact bucket (the stage's or the pipeline's); "
@@ -23,7 +23,8 @@ _NO_REPLICATION_ARTIFACTS = (
 
 class ArtifactStore(Construct):
     """Creates a customer-managed KMS key (yearly rotation), an artifact bucket encrypted with it
-    (public access blocked, TLS only, versioned, server access logs) and the access-log bucket.
+    (public access blocked, TLS only, versioned, server access logs) and the access-log bucket. With
+    `retain=False` both buckets are emptied (every version) when the stack is deleted, so it deletes cleanly.
 
     Exposes `key` (for endpoint volumes and later data capture / batch output) and `bucket`.
     """
@@ -31,6 +32,10 @@ class ArtifactStore(Construct):
     def __init__(self, scope: Construct, id_: str, *, retain: bool) -> None:
         super().__init__(scope, id_)
         removal = RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY
+        # S3 deletes only empty buckets, and these are versioned: without removing every object version first,
+        # `cdk destroy` of a stage whose data goes with it ends in DELETE_FAILED. CDK's auto-delete custom resource
+        # empties them on stack deletion (never on update).
+        # https://docs.aws.amazon.com/AmazonS3/latest/userguide/delete-bucket.html
 
         self.key = kms.Key(
             self,
@@ -55,8 +60,11 @@ class ArtifactStore(Construct):
             server_access_logs_prefix="artifacts/",
             lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(90))],
             removal_policy=removal,
+            auto_delete_objects=not retain,
         )
         acknowledge(self.bucket, "NIST.800.53.R5-S3BucketReplicationEnabled", _NO_REPLICATION_ARTIFACTS)
+        if not retain:
+            quiet_cfn_lint_on_cdk_provider(Stack.of(self), "Custom::S3AutoDeleteObjectsCustomResourceProvider")
 
 
 def access_log_bucket(scope: Construct, id_: str, removal: RemovalPolicy) -> s3.Bucket:
@@ -73,6 +81,7 @@ def access_log_bucket(scope: Construct, id_: str, removal: RemovalPolicy) -> s3.
         object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
         lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
         removal_policy=removal,
+        auto_delete_objects=removal == RemovalPolicy.DESTROY,
     )
     acknowledge(
         bucket,

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from aws_cdk import Duration, Names, Stack, TimeZone
+from aws_cdk import Duration, Names, RemovalPolicy, Stack, TimeZone
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
@@ -41,8 +41,10 @@ from constructs import Construct
 
 from infra.compliance import acknowledge, acknowledge_resources
 from infra.config import BatchSettings
-from infra.inference_api import ASSET_EXCLUDE, LAMBDAS_DIR, POWERTOOLS_LAYER_PARAMETER, RUNTIME
+from infra.inference_api import ASSET_EXCLUDE, LAMBDAS_DIR, RUNTIME
 from infra.key_policies import allow_cloudwatch_alarms, allow_cloudwatch_logs
+from infra.powertools import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_REGIONS
+from infra.region_support import require_region
 
 MANIFEST_HANDLER = "batch_manifest.handler.lambda_handler"
 LOG_RETENTION = logs.RetentionDays.ONE_YEAR
@@ -230,6 +232,9 @@ class BatchTransformSchedule(Construct):
             log_group_name="/aws/vendedlogs/states/" + Names.unique_resource_name(self, max_length=200, separator="-"),
             encryption_key=key,
             retention=LOG_RETENTION,
+            # Kept on update and delete, but not when the stack's first create rolls back: a retained group with
+            # this fixed name would make every retry fail with AlreadyExists (DeletionPolicy RetainExceptOnCreate).
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         role = iam.Role(
             self,
@@ -523,6 +528,12 @@ class BatchTransformSchedule(Construct):
             self,
             "Powertools",
             ssm.StringParameter.value_for_string_parameter(self, POWERTOOLS_LAYER_PARAMETER),
+        )
+        require_region(
+            self,
+            "SupportedRegionPowertools",
+            POWERTOOLS_REGIONS,
+            f"the Powertools layer's SSM parameter {POWERTOOLS_LAYER_PARAMETER}",
         )
         function = lambda_.Function(
             self,

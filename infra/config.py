@@ -21,9 +21,11 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from infra import compute_profiles, image_catalog
+from infra import sagemaker_api as api
 from infra.endpoint_config import VARIANT_NAME, EndpointSettings
 from infra.model_config import BundledModel, HubModel, ModelSource
 from infra.monitoring_config import MonitoringSettings
+from infra.powertools import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_REGIONS
 from infra.schema import API_INTEGRATION_TIMEOUT_S, EMAIL
 from infra.schema import Strict as _Strict
 from infra.traffic_config import TrafficSettings
@@ -61,7 +63,7 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
 # CreateTransformJob: at most 16 environment variables; sagebert sets SAGEBERT_BAD_LINES itself.
 # MaxPayloadInMB <= 100, and MaxConcurrentTransforms * MaxPayloadInMB <= 100 as well.
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html
-TRANSFORM_ENVIRONMENT_MAX = 16
+TRANSFORM_ENVIRONMENT_MAX = api.stated_maximum("CreateTransformJobRequest.Environment")
 TRANSFORM_PAYLOAD_BUDGET_MB = 100
 BAD_LINES_VARIABLE = "SAGEBERT_BAD_LINES"
 CORS_ORIGIN = re.compile(
@@ -105,7 +107,13 @@ class TrainingSettings(_Strict):
         description="Training instance type. The Hugging Face training images are GPU-only.",
     )
     instance_count: int = Field(1, ge=1, le=1, description="Instances; train.py runs on one (no distribution).")
-    volume_size_gb: int = Field(30, ge=1, le=16384, description="EBS volume per instance (GB).")
+    volume_size_gb: int = Field(
+        30,
+        # The API model sets no maximum; EBS volumes end at 16 TiB.
+        ge=1,
+        le=16384,
+        description="EBS volume per instance (GB).",
+    )
     max_run_minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="Stop the job after this long.")
     kms_key_arn: str | None = Field(
         None,
@@ -119,6 +127,12 @@ class TrainingSettings(_Strict):
         default_factory=dict,
         description="Extra train.py arguments, e.g. {epochs: 4, learning-rate: 5e-5}.",
     )
+
+    @field_validator("instance_type")
+    @classmethod
+    def _training_type(cls, instance_type: str) -> str:
+        api.check_instance_type("training.instance_type", instance_type, "TrainingInstanceType")
+        return instance_type
 
 
 class QuotaSettings(_Strict):
@@ -327,7 +341,12 @@ class BatchSettings(_Strict):
         + ", ".join(compute_profiles.PROFILES["cpu"].families)
         + ".",
     )
-    instance_count: int = Field(1, ge=1, le=100, description="Transform instances; input objects are spread over them.")
+    instance_count: int = Field(
+        1,
+        ge=api.minimum("TransformResources.InstanceCount"),
+        le=100,  # sagebert's cap: the API sets none
+        description="Transform instances; input objects are spread over them.",
+    )
     max_payload_mb: int = Field(
         6,
         ge=1,
@@ -337,16 +356,22 @@ class BatchSettings(_Strict):
     )
     max_concurrent_transforms: int = Field(
         0,
-        ge=0,
-        le=100,
+        ge=api.minimum("CreateTransformJobRequest.MaxConcurrentTransforms"),
+        le=TRANSFORM_PAYLOAD_BUDGET_MB,
         description="Parallel requests per instance (MaxConcurrentTransforms); 0 lets SageMaker choose. "
         "max_concurrent_transforms * max_payload_mb must be at most 100.",
     )
     invocation_timeout_s: int = Field(
-        600, ge=1, le=3600, description="Seconds the container has to answer one request (ModelClientConfig)."
+        600,
+        ge=api.minimum("ModelClientConfig.InvocationsTimeoutInSeconds"),
+        le=api.maximum("ModelClientConfig.InvocationsTimeoutInSeconds"),
+        description="Seconds the container has to answer one request (ModelClientConfig).",
     )
     invocation_max_retries: int = Field(
-        3, ge=0, le=3, description="Retries of a request that failed or timed out (ModelClientConfig)."
+        3,
+        ge=api.minimum("ModelClientConfig.InvocationsMaxRetries"),
+        le=api.maximum("ModelClientConfig.InvocationsMaxRetries"),
+        description="Retries of a request that failed or timed out (ModelClientConfig).",
     )
     environment: dict[str, str] = Field(
         default_factory=dict,
@@ -445,6 +470,7 @@ class BatchSettings(_Strict):
     @model_validator(mode="after")
     def _cross_checks(self) -> BatchSettings:
         compute_profiles.check_instance("batch.instance_type", self.instance_type, "cpu")
+        api.check_instance_type("batch.instance_type", self.instance_type, "TransformInstanceType")
         if self.input_prefix.startswith(self.output_prefix) or self.output_prefix.startswith(self.input_prefix):
             raise ValueError(
                 f"batch.input_prefix = {self.input_prefix!r} and batch.output_prefix = {self.output_prefix!r} "
@@ -522,6 +548,15 @@ class StageConfig(_Strict):
             raise ValueError(
                 f"region = {self.region!r} has no Hugging Face DLC registry in the image catalog; "
                 f"allowed: {', '.join(sorted(image_catalog.regions()))}."
+            )
+        needs_powertools = [key for key in ("api", "batch") if getattr(self, key) is not None]
+        if self.region is not None and needs_powertools and self.region not in POWERTOOLS_REGIONS:
+            allowed = ", ".join(sorted(POWERTOOLS_REGIONS & image_catalog.regions()))
+            raise ValueError(
+                f"region = {self.region!r} with {' and '.join(needs_powertools)}: the Powertools for AWS Lambda "
+                "layer, which their functions load, is not published there (no SSM parameter "
+                f"{POWERTOOLS_LAYER_PARAMETER}); allowed: {allowed}. Deploy the stage to one of them, or remove "
+                f"{' and '.join(needs_powertools)}."
             )
         if self.endpoint.compute == "inferentia":
             neuron = image_catalog.find_neuron(self.model.container.transformers_version)

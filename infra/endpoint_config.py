@@ -12,7 +12,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from infra import compute_profiles
-from infra.compute_profiles import HOURS_PER_MONTH, SERVERLESS_MAX_CONCURRENCY, Compute
+from infra import sagemaker_api as api
+from infra.compute_profiles import HOURS_PER_MONTH, Compute
 from infra.model_config import HubModel, ModelSource
 from infra.schema import Strict
 
@@ -22,6 +23,9 @@ KEY_PREFIX = r"^([A-Za-z0-9_.-]+/)+$"
 # Deployment guardrails watch at most 10 alarms, and sagebert gives each production variant two (5XX errors
 # and model latency): at most 5 production variants.
 MAX_VARIANTS = 5
+# sagebert's own cap on a variant's instances (the API sets none); autoscaling's max_instances shares it.
+MAX_INSTANCES = 100
+LINEAR_STEP_PERCENT = (10, 50)
 
 
 class AutoscalingSettings(Strict):
@@ -69,21 +73,32 @@ class RolloutSettings(Strict):
         "linear (linear_step_percent at a time).",
     )
     canary_percent: int = Field(10, ge=1, le=50, description="strategy: canary: capacity percent shifted first.")
+    # Deployment guardrails take linear steps of 10 to 50% of the variant's capacity (the API model only says >= 1).
+    # https://docs.aws.amazon.com/sagemaker/latest/dg/deployment-guardrails-blue-green-linear.html
     linear_step_percent: int = Field(
-        20, ge=5, le=50, description="strategy: linear: capacity percent shifted per step."
+        20,
+        ge=LINEAR_STEP_PERCENT[0],
+        le=LINEAR_STEP_PERCENT[1],
+        description="strategy: linear: capacity percent shifted per step (10 to 50).",
     )
     wait_interval_s: int = Field(
-        300, ge=0, le=3600, description="Seconds of baking between shifting steps while the alarms are watched."
+        300,
+        ge=api.minimum("TrafficRoutingConfig.WaitIntervalInSeconds"),
+        le=api.maximum("TrafficRoutingConfig.WaitIntervalInSeconds"),
+        description="Seconds of baking between shifting steps while the alarms are watched.",
     )
     termination_wait_s: int = Field(
         300,
-        ge=0,
-        le=3600,
+        ge=api.minimum("BlueGreenUpdatePolicy.TerminationWaitInSeconds"),
+        le=api.maximum("BlueGreenUpdatePolicy.TerminationWaitInSeconds"),
         description="Seconds the old (blue) fleet is kept after all traffic moved, so a late alarm can still roll "
         "back.",
     )
     max_execution_timeout_s: int = Field(
-        3600, ge=600, le=14400, description="The whole update's time limit; past it SageMaker rolls back."
+        3600,
+        ge=api.minimum("BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds"),
+        le=api.maximum("BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds"),
+        description="The whole update's time limit; past it SageMaker rolls back.",
     )
     max_5xx_errors_per_minute: int = Field(
         5,
@@ -106,12 +121,15 @@ class ServerlessSettings(Strict):
         2048, description="Memory (MB), 1024 to 6144 in 1024 steps; CPU share grows with it."
     )
     max_concurrency: int = Field(
-        10, ge=1, le=SERVERLESS_MAX_CONCURRENCY, description="Concurrent invocations before SageMaker throttles."
+        10,
+        ge=api.minimum("ProductionVariantServerlessConfig.MaxConcurrency"),
+        le=api.maximum("ProductionVariantServerlessConfig.MaxConcurrency"),
+        description="Concurrent invocations before SageMaker throttles.",
     )
     provisioned_concurrency: int = Field(
         0,
-        ge=0,
-        le=SERVERLESS_MAX_CONCURRENCY,
+        ge=0,  # 0: none (the API's minimum, 1, applies when it is sent)
+        le=api.maximum("ProductionVariantServerlessConfig.MaxConcurrency"),
         description="Invocations kept warm (no cold start), billed while provisioned; 0: none. At most "
         "max_concurrency.",
     )
@@ -146,7 +164,10 @@ class AsyncSettings(Strict):
         description="Key prefix in the artifact bucket for failed requests' errors. Ends with /.",
     )
     max_concurrent_invocations_per_instance: int = Field(
-        4, ge=1, le=1000, description="Requests SageMaker sends to one instance at a time."
+        4,
+        ge=api.minimum("AsyncInferenceClientConfig.MaxConcurrentInvocationsPerInstance"),
+        le=api.maximum("AsyncInferenceClientConfig.MaxConcurrentInvocationsPerInstance"),
+        description="Requests SageMaker sends to one instance at a time.",
     )
     include_answer_in_notification: bool = Field(
         False,
@@ -158,7 +179,12 @@ class AsyncSettings(Strict):
 class DataCaptureSettings(Strict):
     """Store a sample of requests and answers in the artifact bucket (KMS-encrypted), e.g. for Model Monitor."""
 
-    sampling_percent: int = Field(10, ge=1, le=100, description="Percent of invocations captured.")
+    sampling_percent: int = Field(
+        10,
+        ge=1,  # the API's 0 would capture nothing
+        le=api.maximum("DataCaptureConfig.InitialSamplingPercentage"),
+        description="Percent of invocations captured.",
+    )
     prefix: str = Field(
         "capture/", pattern=KEY_PREFIX, description="Key prefix in the artifact bucket for captured data."
     )
@@ -197,7 +223,12 @@ class VariantSettings(Strict):
     instance_type: str | None = Field(
         None, description="Instance type (same profile as the endpoint); null: the endpoint's instance_type."
     )
-    instance_count: int = Field(1, ge=1, le=100, description="Instances behind the variant.")
+    instance_count: int = Field(
+        1,
+        ge=api.minimum("ProductionVariant.InitialInstanceCount"),
+        le=MAX_INSTANCES,
+        description="Instances behind the variant.",
+    )
 
 
 class ShadowSettings(Strict):
@@ -211,7 +242,12 @@ class ShadowSettings(Strict):
     instance_type: str | None = Field(
         None, description="Instance type (same profile as the endpoint); null: the endpoint's instance_type."
     )
-    instance_count: int = Field(1, ge=1, le=100, description="Instances behind the shadow variant.")
+    instance_count: int = Field(
+        1,
+        ge=api.minimum("ProductionVariant.InitialInstanceCount"),
+        le=MAX_INSTANCES,
+        description="Instances behind the shadow variant.",
+    )
 
 
 class EndpointSettings(Strict):
@@ -235,7 +271,10 @@ class EndpointSettings(Strict):
         "serverless.",
     )
     instance_count: int = Field(
-        1, ge=1, le=100, description="Instances at deployment (production needs >= 2). Not with serverless."
+        1,
+        ge=api.minimum("ProductionVariant.InitialInstanceCount"),
+        le=MAX_INSTANCES,
+        description="Instances at deployment (production needs >= 2). Not with serverless.",
     )
     accelerator_type: str | None = Field(
         None, description="Elastic Inference accelerator (ml.eia2.*): refused, Elastic Inference has ended."
@@ -257,20 +296,23 @@ class EndpointSettings(Strict):
     )
     volume_size_gb: int | None = Field(
         None,
-        ge=1,
-        le=512,
+        ge=api.minimum("ProductionVariant.VolumeSizeInGB"),
+        le=api.maximum("ProductionVariant.VolumeSizeInGB"),
         description="ML storage volume per instance (GB); null: SageMaker's default. Refused on instance types "
         "with local NVMe storage (g4dn, g5, g6, g6e, p4d, p5, c5d, m5d, r5d).",
     )
     startup_timeout_s: int = Field(
         600,
-        ge=60,
-        le=3600,
+        ge=api.minimum("ProductionVariant.ContainerStartupHealthCheckTimeoutInSeconds"),
+        le=api.maximum("ProductionVariant.ContainerStartupHealthCheckTimeoutInSeconds"),
         description="Seconds a new instance's container has to answer /ping (ContainerStartupHealthCheckTimeout); "
         "inferentia compiles at start-up: give it 1800.",
     )
     model_download_timeout_s: int = Field(
-        600, ge=60, le=3600, description="Seconds to download the model data onto a new instance."
+        600,
+        ge=api.minimum("ProductionVariant.ModelDataDownloadTimeoutInSeconds"),
+        le=api.maximum("ProductionVariant.ModelDataDownloadTimeoutInSeconds"),
+        description="Seconds to download the model data onto a new instance.",
     )
     serverless: ServerlessSettings | None = Field(
         None, description="compute: serverless only: memory and concurrency (absent: the defaults)."
@@ -330,6 +372,7 @@ class EndpointSettings(Strict):
         if profile.instances:
             assert self.instance_type is not None  # the profile default fills it in
             compute_profiles.check_instance("endpoint.instance_type", self.instance_type, self.compute)
+            api.check_instance_type("endpoint.instance_type", self.instance_type, "ProductionVariantInstanceType")
             if self.volume_size_gb is not None and compute_profiles.has_nvme(self.instance_type):
                 raise ValueError(
                     f"endpoint.volume_size_gb = {self.volume_size_gb} with {self.instance_type}: this instance type "
@@ -340,9 +383,9 @@ class EndpointSettings(Strict):
         extras: list[VariantSettings | ShadowSettings] = [*self.variants, *([self.shadow] if self.shadow else [])]
         for extra in extras:
             if extra.instance_type is not None:
-                compute_profiles.check_instance(
-                    f"endpoint variant {extra.name}: instance_type", extra.instance_type, self.compute
-                )
+                key = f"endpoint variant {extra.name}: instance_type"
+                compute_profiles.check_instance(key, extra.instance_type, self.compute)
+                api.check_instance_type(key, extra.instance_type, "ProductionVariantInstanceType")
         self._variant_rules()
         self._autoscaling_rules()
         self._worker_layout_rules()

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Annotations, ArnFormat, Duration, Names, Stack
+from aws_cdk import Annotations, ArnFormat, Duration, Names, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_iam as iam
@@ -20,7 +20,9 @@ from constructs import Construct, IConstruct
 from infra.compliance import acknowledge
 from infra.config import ApiSettings, WafSettings
 from infra.key_policies import allow_cloudwatch_logs
+from infra.powertools import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_REGIONS
 from infra.realtime_endpoint import RealtimeEndpoint
+from infra.region_support import require_region
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LAMBDAS_DIR = REPO_ROOT / "lambdas"
@@ -31,12 +33,6 @@ HANDLER = "front_door.handler.lambda_handler"
 ASSET_EXCLUDE = ("**/__pycache__", "**/*.pyc", "README.md", "**/.mypy_cache", "**/.pytest_cache")
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 
-# Powertools for AWS Lambda comes from AWS's public layer (all extras: pydantic, aws-xray-sdk), looked
-# up at deploy time from its public SSM parameter. The same version is pinned for local tests
-# (aws-lambda-powertools in requirements/lock.txt); a unit test keeps the two equal.
-# https://docs.aws.amazon.com/powertools/python/latest/getting-started/lambda-layers/
-POWERTOOLS_VERSION = "3.37.0"
-POWERTOOLS_LAYER_PARAMETER = f"/aws/service/powertools/python/arm64/python3.14/{POWERTOOLS_VERSION}"
 
 STAGE_NAME = "api"
 PREDICT_PATH = "/v1/predict"
@@ -209,6 +205,12 @@ class InferenceApi(Construct):
             self,
             "Powertools",
             ssm.StringParameter.value_for_string_parameter(self, POWERTOOLS_LAYER_PARAMETER),
+        )
+        require_region(
+            self,
+            "SupportedRegionPowertools",
+            POWERTOOLS_REGIONS,
+            f"the Powertools layer's SSM parameter {POWERTOOLS_LAYER_PARAMETER}",
         )
         self.function = lambda_.Function(
             self,
@@ -513,6 +515,9 @@ class InferenceApi(Construct):
             log_group_name="aws-waf-logs-" + Names.unique_resource_name(self, max_length=200, separator="-"),
             encryption_key=key,
             retention=retention,
+            # Kept on update and delete, but not when the stack's first create rolls back: a retained group with
+            # this fixed name would make every retry fail with AlreadyExists (DeletionPolicy RetainExceptOnCreate).
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         wafv2.CfnLoggingConfiguration(
             self,

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from aws_cdk import Annotations, CfnResource, RemovalPolicy, Stack
+from aws_cdk import Annotations, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra.compliance import acknowledge
+from infra.compliance import acknowledge, quiet_cfn_lint_on_cdk_provider
 from infra.endpoint_config import VpcSettings
+from infra.key_policies import allow_cloudwatch_logs
 
 # What a SageMaker endpoint in a VPC reaches without internet: S3 (model data, captured data, async
 # answers) through a gateway endpoint; ECR (the image) and CloudWatch Logs (container logs) through
@@ -51,7 +52,10 @@ class PrivateNetwork(Construct):
             # The default group is closed (CDK removes its rules with a custom resource): nothing may use it.
             restrict_default_security_group=True,
         )
-        _quiet_cfn_lint_on_cdk_provider(Stack.of(self))
+        quiet_cfn_lint_on_cdk_provider(Stack.of(self), "Custom::VpcRestrictDefaultSGCustomResourceProvider")
+        # The flow-log group is encrypted with the stage key: CloudWatch Logs must be allowed to use it whether or
+        # not another construct of the stage (the API's or the batch schedule's logs) already asked for the same.
+        allow_cloudwatch_logs(key)
         flow_log_group = logs.LogGroup(
             self,
             "FlowLogs",
@@ -98,11 +102,3 @@ class PrivateNetwork(Construct):
             )
         self.subnet_ids: list[str] = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids
 
-
-def _quiet_cfn_lint_on_cdk_provider(stack: Stack) -> None:
-    """CDK's provider for the default-group restriction gives its handler both a DependsOn its role and a
-    GetAtt of it; cfn-lint calls that redundant (W3005). It is CDK's template, correct as it stands."""
-    provider = stack.node.try_find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
-    handler = provider.node.try_find_child("Handler") if provider is not None else None
-    if isinstance(handler, CfnResource):
-        handler.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})

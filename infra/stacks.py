@@ -48,8 +48,8 @@ class StorageStack(Stack):
 
 
 class ServingStack(Stack):
-    """The models (the stage's, each A/B and shadow variant's, and a CPU one for batch when the endpoint is not on
-    CPU), the endpoint on the config's compute profile, and its private network when it has one."""
+    """The models (the stage's, each A/B and shadow variant's), the endpoint on the config's compute profile, and
+    its private network when it has one."""
 
     def __init__(
         self,
@@ -150,19 +150,6 @@ class ServingStack(Stack):
                 write_prefixes=writes,
                 topics=self.endpoint.async_topics,
             )
-        # Transform jobs run on CPU instances: a GPU or Neuron image would not start there. Nor does the
-        # endpoint's worker layout belong there: it was sized for the endpoint's instance type.
-        self.batch_model = self.model
-        if config.batch is not None and (profile.flavour != "cpu" or endpoint.threads_per_worker > 1):
-            self.batch_model = HuggingFaceModel(
-                self,
-                "BatchModel",
-                source=config.model,
-                image=_image_for(config.model, "cpu"),
-                flavour="cpu",
-                base_dir=base_dir,
-                network_isolation=config.model.network_isolation,
-            )
         CfnOutput(self, "EndpointName", value=self.endpoint.endpoint_name)
         for index, topic in enumerate(self.endpoint.async_topics):
             CfnOutput(
@@ -215,8 +202,15 @@ class ApiStack(Stack):
 
 
 class BatchStack(Stack):
-    """Scheduled batch transform on the serving stack's model, over the storage stack's bucket (whose stack
-    outputs the input and output prefixes)."""
+    """Scheduled batch transform on a model of its own, over the storage stack's bucket (whose stack outputs the
+    input and output prefixes).
+
+    The transform job's model lives here, not in the serving stack: a SageMaker Model is replaced (and renamed) by
+    every change of its archive, image or environment, and CloudFormation refuses to change a value another stack
+    imports, so importing the serving model's generated name would block every model update. Its own copy also
+    runs the CPU image with the toolkit's worker layout whatever the endpoint's compute profile (transform jobs run
+    on CPU instances), as its own execution role (the endpoint's role gets no batch data access).
+    """
 
     def __init__(
         self,
@@ -224,21 +218,31 @@ class BatchStack(Stack):
         id_: str,
         *,
         settings: BatchSettings,
-        model: HuggingFaceModel,
+        source: ModelSource,
         store: ArtifactStore,
+        base_dir: Path,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
+        self.model = HuggingFaceModel(
+            self,
+            "Model",
+            source=source,
+            image=_image_for(source, "cpu"),
+            flavour="cpu",
+            base_dir=base_dir,
+            network_isolation=source.network_isolation,
+        )
         self.transform = BatchTransformSchedule(
             self,
             "Transform",
             settings=settings,
-            model_name=model.model_name,
+            model_name=self.model.model_name,
             bucket=store.bucket,
             key=store.key,
         )
         # The transform job runs as the model's execution role.
-        model.grant_batch_io(
+        self.model.grant_batch_io(
             bucket=store.bucket,
             input_prefix=settings.input_prefix,
             output_prefix=settings.output_prefix,

@@ -54,8 +54,9 @@ class SageBertStage(Stage):
                 self,
                 "Batch",
                 settings=config.batch,
-                model=self.serving.batch_model,
+                source=config.model,
                 store=self.storage.store,
+                base_dir=base_dir,
                 description=f"sagebert {name}: scheduled batch transform (EventBridge Scheduler + Step Functions)",
             )
         self.monitoring: MonitoringStack | None = None

@@ -143,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     bench_batch_parser.add_argument("--records", type=int, default=6000, help="records per contender (default 6000)")
     bench_batch_parser.add_argument("--port", type=int, default=23300, help="first of three local ports")
 
-    catalog = commands.add_parser("catalog", help="regenerate infra/dlc_images.json from the sagemaker SDK")
+    catalog = commands.add_parser(
+        "catalog",
+        help="regenerate infra/dlc_images.json from the sagemaker SDK and infra/sagemaker_api.json from botocore",
+    )
     catalog.add_argument("--check", action="store_true", help="only compare; exit 1 when they differ")
 
     train = commands.add_parser(
@@ -181,6 +184,16 @@ def main(argv: list[str] | None = None) -> int:
     cost.add_argument("--stage", help="only this stage (default: every config/*.yaml)")
     cost.add_argument("--json", type=Path, default=None, help="also write the report as JSON to this path")
     cost.add_argument("--config-dir", type=Path, default=Path("config"), help=argparse.SUPPRESS)
+
+    preflight = commands.add_parser(
+        "preflight",
+        help="before a deploy: Powertools parameter, image tag, SageMaker quotas, Lambda concurrency, CDK bootstrap, "
+        "update path, in the target account (read-only; without credentials it lists the checks)",
+    )
+    preflight.add_argument("--stage", required=True, help="the stage whose config/<stage>.yaml is checked")
+    preflight.add_argument("--region", help="the target region (default: the stage's, else the configured one)")
+    preflight.add_argument("--outdir", type=Path, default=Path("cdk.out"), help="the synthesized app to compare")
+    preflight.add_argument("--config-dir", type=Path, default=Path("config"), help=argparse.SUPPRESS)
 
     report = commands.add_parser("report", help="cfn-lint every synthesized template, print a per-stage summary")
     report.add_argument("--outdir", type=Path, default=Path("cdk.out"))
@@ -270,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
             from sagebert import cost as cost_module
 
             return cost_module.main(args.config_dir, args.stage, args.json)
+        if args.command == "preflight":
+            from sagebert import preflight as preflight_module
+
+            return preflight_module.main(args.stage, args.config_dir, args.region, args.outdir)
         from sagebert import synth_report
 
         return synth_report.main(args.outdir)

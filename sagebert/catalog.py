@@ -1,7 +1,8 @@
-"""Generate infra/dlc_images.json from the sagemaker SDK's image config (SDK v2, image_uris).
+"""Generate infra/dlc_images.json from the sagemaker SDK's image config (SDK v2, image_uris), and
+infra/sagemaker_api.json (instance-type enums and numeric ranges) from botocore's SageMaker service model.
 
-Run `python -m sagebert catalog` after bumping the sagemaker SDK; `--check` only compares and
-fails when the committed catalog and the installed SDK disagree (the tests do the same).
+Run `python -m sagebert catalog` after bumping the sagemaker SDK or botocore; `--check` only compares and
+fails when the committed files and the installed packages disagree (the tests do the same).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import re
 from typing import Any
 
+from infra import sagemaker_api
 from infra.image_catalog import CATALOG_FILE
 
 # The transformers versions whose inference images sagebert offers (full versions, as the SDK
@@ -26,22 +28,40 @@ _URI = re.compile(
 )
 
 
-def import_sdk() -> Any:
-    """The sagemaker SDK (v2), imported quietly and without instance-metadata probing."""
+def _quiet_sdk() -> None:
+    """No instance-metadata probing, no v2 deprecation banner, no config INFO lines."""
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")  # v2 is chosen on purpose (see README)
     for name in ("sagemaker", "sagemaker.config", "sagemaker.image_uris"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def import_sdk() -> Any:
+    """The sagemaker SDK (v2), imported quietly and without instance-metadata probing."""
+    _quiet_sdk()
     import sagemaker
     import sagemaker.image_uris
 
     return sagemaker
 
 
+def image_uris_module() -> tuple[Any, str]:
+    """The installed SDK's image_uris module and the SDK version: v3's `sagemaker.core.image_uris` when v3 is
+    installed (same functions, same image config: it generates the identical catalog), else v2's
+    `sagemaker.image_uris`."""
+    from importlib.metadata import version
+
+    _quiet_sdk()
+    try:
+        from sagemaker.core import image_uris  # v3
+    except ImportError:
+        import sagemaker.image_uris as image_uris  # v2
+    return image_uris, version("sagemaker")
+
+
 def generate() -> dict[str, Any]:
     """Build the catalog by asking the installed SDK for every region, version and flavour."""
-    sagemaker = import_sdk()
-    image_uris, sdk_version = sagemaker.image_uris, sagemaker.__version__
+    image_uris, sdk_version = image_uris_module()
     config = image_uris.config_for_framework("huggingface")["inference"]
     entries = []
     for transformers_version in CATALOGUED_TRANSFORMERS:
@@ -131,11 +151,43 @@ def _neuron_entries(image_uris: Any) -> list[dict[str, Any]]:
     return entries
 
 
+def generate_api() -> dict[str, Any]:
+    """The SageMaker API's instance-type enums and the min/max of the members sagebert's config binds to, read
+    from the installed botocore's service model (botocore/data/sagemaker/<version>/service-2.json)."""
+    import botocore
+    import botocore.loaders
+
+    model = botocore.loaders.Loader().load_service_model("sagemaker", "service-2")
+    shapes = model["shapes"]
+    ranges: dict[str, dict[str, int | None]] = {}
+    for name in sagemaker_api.RANGES:
+        structure, member = name.split(".")
+        shape = shapes[shapes[structure]["members"][member]["shape"]]
+        ranges[name] = {"min": shape.get("min"), "max": shape.get("max")}
+    return {
+        "generated_from": f"botocore {botocore.__version__} sagemaker {model['metadata']['apiVersion']} service-2.json",
+        "enums": {kind: shapes[kind]["enum"] for kind in sagemaker_api.INSTANCE_ENUMS},
+        "ranges": ranges,
+    }
+
+
 def render(catalog: dict[str, Any]) -> str:
     return json.dumps(catalog, indent=2, sort_keys=True) + "\n"
 
 
 def main(check: bool = False) -> int:
+    api = generate_api()
+    if check:
+        committed_api = json.loads(sagemaker_api.API_FILE.read_text(encoding="utf-8"))
+        name = sagemaker_api.API_FILE.name
+        # What matters is the enums and ranges; the botocore version in "generated_from" may move without them.
+        if (committed_api["enums"], committed_api["ranges"]) != (api["enums"], api["ranges"]):
+            print(f"{name} differs from the installed botocore; run `python -m sagebert catalog`.")
+            return 1
+        print(f"{name} matches the installed botocore.")
+    else:
+        sagemaker_api.API_FILE.write_text(render(api), encoding="utf-8")
+        print(f"wrote {sagemaker_api.API_FILE} ({sum(len(v) for v in api['enums'].values())} instance types)")
     catalog = generate()
     fresh = render(catalog)
     if check:

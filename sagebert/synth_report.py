@@ -1,4 +1,5 @@
-"""After `cdk synth`: run cfn-lint over every synthesized template and print a per-stage summary."""
+"""After `cdk synth`: the gates (cdk-nag findings, cfn-lint, sagebert's deploy gates) over every synthesized
+template, and a per-stage summary."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import compute_profiles
+from sagebert import deploy_gates
 from sagebert.tables import columns
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -146,5 +148,22 @@ def main(outdir: Path) -> int:
         )
         return 1
     print(f"cfn-lint: {len(templates)} templates, no errors or warnings")
+    # Every stage's stacks, and the top-level ones (the promotion pipeline's).
+    groups = [*deploy_gates.stage_templates(outdir).values()]
+    groups.append({path.name: json.loads(path.read_text(encoding="utf-8")) for path in outdir.glob("*.template.json")})
+    retained = [found for group in groups for found in deploy_gates.retained_physical_names(group)]
+    if retained:
+        print("retry safety: retained resources with a fixed physical name:", file=sys.stderr)
+        for found in retained:
+            print(f"  - {found}", file=sys.stderr)
+        return 1
+    print("retry safety: no retained resource has a fixed physical name (a failed first create can be retried)")
+    fragile = [problem for group in groups for problem in deploy_gates.fragile_exports(group)]
+    if fragile:
+        print("export stability: imported exports that any change renames:", file=sys.stderr)
+        for problem in fragile:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print("export stability: no imported export names a resource that every change replaces")
     print(render(stages))
     return 0

@@ -16,9 +16,10 @@ from aws_cdk.assertions import Annotations, Capture, Match, Template
 from app import feature_flags
 from infra import image_catalog
 from infra.artifact_store import ArtifactStore
-from infra.endpoint_config import EndpointSettings
+from infra.endpoint_config import EndpointSettings, VpcSettings
 from infra.hugging_face_model import ArtifactMissingError, HuggingFaceModel
 from infra.model_config import BundledModel, HubModel, S3Model
+from infra.private_network import PrivateNetwork
 from infra.realtime_endpoint import RealtimeEndpoint, VariantModel
 
 IMAGE = image_catalog.find("4.51.3", "2.6.0")
@@ -79,6 +80,11 @@ def test_artifact_store_is_encrypted_private_logged(retain: bool, policy: str) -
     for resource_type in ("AWS::KMS::Key", "AWS::S3::Bucket"):
         for resource in template.find_resources(resource_type).values():
             assert resource["DeletionPolicy"] == policy
+    # Data deleted with the stack: both versioned buckets are emptied (every version) first, or S3 refuses to
+    # delete them and `cdk destroy` ends in DELETE_FAILED. Retained data: nothing deletes objects.
+    emptied = template.find_resources("Custom::S3AutoDeleteObjects")
+    buckets = template.find_resources("AWS::S3::Bucket")
+    assert sorted(r["Properties"]["BucketName"]["Ref"] for r in emptied.values()) == ([] if retain else sorted(buckets))
 
 
 # --- HuggingFaceModel ---------------------------------------------------------------------------
@@ -109,7 +115,20 @@ def test_bundled_model_uploads_the_archive_and_reads_only_it(default_artifact: P
         },
     )
     statements = {s["Sid"]: s for s in policy_statements(template)}
-    assert set(statements) == {"ReadModelData", "PullInferenceImage", "EcrLogin", "WriteOwnLogs"}
+    assert set(statements) == {
+        "ReadModelData",
+        "PullInferenceImage",
+        "EcrLogin",
+        "WriteOwnLogs",
+        "PublishInstanceMetrics",
+    }
+    # Instance metrics (the CPU, memory and disk alarms' data) come from the container, as this role; only into
+    # SageMaker's instance-metric namespaces.
+    metrics = statements["PublishInstanceMetrics"]
+    assert (metrics["Action"], metrics["Resource"]) == ("cloudwatch:PutMetricData", "*")
+    assert metrics["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": ["/aws/sagemaker/Endpoints", "/aws/sagemaker/TransformJobs"]}
+    }
     assert statements["ReadModelData"]["Action"] == "s3:GetObject"
     # One object: the asset's key, not the bucket's contents.
     assert str(statements["ReadModelData"]["Resource"]).count(".gz") == 1
@@ -145,6 +164,8 @@ def test_known_region_gets_a_literal_image_uri(default_artifact: Path, repo_root
             "PrimaryContainer": Match.object_like({"Image": IMAGE.uri("eu-west-1", "cpu")}),
         },
     )
+    # The config checked the region at synth: no deploy-time region rule.
+    assert not [r for r in Template.from_stack(stack).to_json().get("Rules", {}) if r.startswith("SupportedRegion")]
 
 
 def test_s3_model_reads_exactly_that_object(repo_root: Path) -> None:
@@ -292,3 +313,36 @@ def test_the_packaged_runtime_must_fit_the_stage(
     else:
         with pytest.raises(ArtifactMissingError, match=refused):
             build()
+
+# --- PrivateNetwork -----------------------------------------------------------------------------
+
+
+def test_private_network_lets_cloudwatch_logs_use_the_key_for_its_flow_logs() -> None:
+    # Given a stage with a VPC but neither api nor batch (the constructs that used to add the statement), the
+    # flow-log group is encrypted with the stage key and the key policy lets CloudWatch Logs use it.
+    app = App(context=feature_flags())
+    storage = Stack(app, "Storage")
+    store = ArtifactStore(storage, "Store", retain=False)
+    serving = Stack(app, "Serving")
+    PrivateNetwork(serving, "Network", settings=VpcSettings(), key=store.key)
+    Template.from_stack(serving).has_resource_properties(
+        "AWS::Logs::LogGroup", {"KmsKeyId": Match.any_value(), "RetentionInDays": 365}
+    )
+    Template.from_stack(storage).has_resource_properties(
+        "AWS::KMS::Key",
+        {
+            "KeyPolicy": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Sid": "CloudWatchLogsEncryption",
+                                "Action": Match.array_with(["kms:Encrypt*", "kms:GenerateDataKey*"]),
+                                "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": Match.any_value()}},
+                            }
+                        )
+                    ]
+                )
+            }
+        },
+    )

@@ -19,13 +19,13 @@ from infra.endpoint_config import EndpointSettings
 from infra.inference_api import (
     ACCESS_LOG_FIELDS,
     GATEWAY_RESPONSES,
-    POWERTOOLS_VERSION,
     REQUEST_SCHEMA,
     RETENTION,
     InferenceApi,
     SchemaError,
     to_json_schema,
 )
+from infra.powertools import POWERTOOLS_VERSION
 from infra.realtime_endpoint import RealtimeEndpoint, VariantModel
 
 POOL_ARN = "arn:aws:cognito-idp:eu-west-1:111122223333:userpool/eu-west-1_AbCdEf123"
@@ -442,6 +442,6 @@ def test_powertools_layer_version_matches_the_locked_package(repo_root: Path) ->
     pinned = re.search(r"^aws-lambda-powertools==(\S+)", lock, re.MULTILINE)
     assert pinned, "aws-lambda-powertools is not pinned in requirements/lock.txt"
     assert pinned.group(1) == POWERTOOLS_VERSION, (
-        f"the Lambda layer is Powertools {POWERTOOLS_VERSION} (infra/inference_api.py) but tests run "
+        f"the Lambda layer is Powertools {POWERTOOLS_VERSION} (infra/powertools.py) but tests run "
         f"{pinned.group(1)} (requirements/lock.txt): move them together"
     )

@@ -55,6 +55,9 @@ def test_stage_invariants(assembly: CloudAssembly) -> None:
         assert "KmsKeyId" in config["Properties"]
         for resource_type in ("AWS::KMS::Key", "AWS::S3::Bucket"):
             assert {r["DeletionPolicy"] for r in resources(stacks["Storage"], resource_type)} == {deletion}
+        # Data deleted with the stack (dev): both versioned buckets are emptied first, so `cdk destroy` succeeds.
+        emptied = list(resources(stacks["Storage"], "Custom::S3AutoDeleteObjects"))
+        assert len(emptied) == (2 if deletion == "Delete" else 0)
     (prod_config,) = resources(templates(assembly, "prod")["Serving"], "AWS::SageMaker::EndpointConfig")
     assert prod_config["Properties"]["ProductionVariants"][0]["InitialInstanceCount"] == 2
 
@@ -233,10 +236,16 @@ def test_batch_stages_keep_their_invariants(assembly: CloudAssembly) -> None:
         assert ours == {"StateMachineArn", "AlarmTopicArn", "DeadLetterQueueUrl"}
         assert {"BatchInputPrefix", "BatchOutputPrefix"} <= set(stacks["Storage"]["Outputs"])
         assert not list(resources(batch, "AWS::IAM::Policy"))  # customer-managed policies only
-        # The transform job runs as the model's role: it may read the input and write the output prefix.
-        (model_policy,) = resources(stacks["Serving"], "AWS::IAM::ManagedPolicy")
-        sids = {st["Sid"] for st in model_policy["Properties"]["PolicyDocument"]["Statement"]}
-        assert {"ListBatchInput", "ReadBatchInput", "WriteBatchOutput", "BatchDataKey"} <= sids
+        # The transform job runs as the batch stack's own model role: it may read the input and write the output
+        # prefix; the endpoint's model role may not.
+        statement_ids = [
+            {st["Sid"] for st in policy["Properties"]["PolicyDocument"]["Statement"]}
+            for policy in resources(batch, "AWS::IAM::ManagedPolicy")
+        ]
+        (model_sids,) = [sids for sids in statement_ids if "PullInferenceImage" in sids]
+        assert {"ListBatchInput", "ReadBatchInput", "WriteBatchOutput", "BatchDataKey"} <= model_sids
+        (serving_policy,) = resources(stacks["Serving"], "AWS::IAM::ManagedPolicy")
+        assert "ReadBatchInput" not in json.dumps(serving_policy)
     staging = templates(assembly, "staging")
     assert "Batch" not in staging and "BatchInputPrefix" not in staging["Storage"]["Outputs"]
     (staging_policy,) = resources(staging["Serving"], "AWS::IAM::ManagedPolicy")

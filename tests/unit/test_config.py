@@ -301,3 +301,12 @@ def test_bad_batch_settings_are_named(tmp_path: Path, text: str, expected: list[
     message = error_for(tmp_path, text)
     for fragment in expected:
         assert fragment in message, f"{fragment!r} not in:\n{message}"
+
+
+def test_a_region_without_the_powertools_layer_is_refused_for_api_and_batch(tmp_path: Path) -> None:
+    # me-south-1 has the Hugging Face image but no Powertools layer parameter: the endpoint alone deploys there,
+    # the API's and the batch schedule's functions would not.
+    assert load_stage_config(write(tmp_path, "region: me-south-1\n")).region == "me-south-1"
+    message = error_for(tmp_path, "region: me-south-1\napi: {}\nbatch: {}\n")
+    assert "region = 'me-south-1' with api and batch" in message and "Powertools" in message
+    assert "eu-west-1" in message and "me-south-1, " not in message

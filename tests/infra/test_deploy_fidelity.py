@@ -1,0 +1,223 @@
+"""Deploy-time rules cdk-nag and cfn-lint cannot see, checked by synthesizing the shipped stages twice: before and
+after the changes users make most (a new model archive, another image, a container variable), a failed first
+create (retained physical names), and an instance type change under autoscaling."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import pytest
+import yaml
+from aws_cdk import App, CfnOutput, Stack
+from botocore.stub import Stubber
+
+from app import ROOT, build_app, feature_flags
+from infra import image_catalog
+from infra.hugging_face_model import HuggingFaceModel
+from infra.model_config import BundledModel
+from infra.powertools import POWERTOOLS_REGIONS
+from infra.stage import STAGE_PREFIX
+from sagebert import deploy_gates, preflight
+
+Templates = dict[str, dict[str, dict[str, Any]]]
+Edit = Callable[[str, dict[str, Any], Path], None]
+
+
+def synth_stages(tmp_path: Path, edit: Edit | None = None, only: tuple[str, ...] = ()) -> Templates:
+    """The shipped config/ (optionally edited per stage, optionally only some stages) synthesized into tmp_path."""
+    config_dir = tmp_path / "config"
+    config_dir.mkdir(parents=True)
+    for file in sorted((ROOT / "config").glob("*.yaml")):
+        if only and file.stem not in (*only, "pipeline"):
+            continue
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        if edit is not None and file.stem != "pipeline":
+            edit(file.stem, data, tmp_path)
+        (config_dir / file.name).write_text(yaml.safe_dump(data), encoding="utf-8")
+    if only:  # the pipeline file lists every shipped stage; without them it would not load
+        (config_dir / "pipeline.yaml").unlink()
+    out = tmp_path / "out"
+    build_app(config_dir=config_dir, outdir=str(out)).synth()
+    return deploy_gates.stage_templates(out)
+
+
+@pytest.fixture(scope="module")
+def baseline(default_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Templates:
+    return synth_stages(tmp_path_factory.mktemp("baseline"))
+
+
+def _new_archive(stage: str, data: dict[str, Any], folder: Path) -> None:
+    archive = folder / "retrained.tar.gz"
+    if not archive.exists():
+        archive.write_bytes(b"a retrained model: only its bytes (the asset hash) matter to the templates")
+    data["model"]["artifact"] = str(archive)
+
+
+def _other_image(stage: str, data: dict[str, Any], folder: Path) -> None:
+    current = data["model"].get("container", {}).get("transformers_version", "4.51.3")
+    other = next(i for i in image_catalog.images() if "cpu" in i.tags and i.transformers_version != current)
+    data["model"]["container"] = {
+        "transformers_version": other.transformers_version,
+        "pytorch_version": other.pytorch_version,
+    }
+
+
+def _container_variable(stage: str, data: dict[str, Any], folder: Path) -> None:
+    # Two threads per worker: SAGEMAKER_MODEL_SERVER_WORKERS changes on the endpoint's models.
+    endpoint = data["endpoint"]
+    endpoint["threads_per_worker"] = 2
+    if "autoscaling" in endpoint:
+        endpoint["autoscaling"]["target_invocations_per_minute"] = 3000
+
+
+@pytest.mark.parametrize("edit", [_new_archive, _other_image, _container_variable], ids=["archive", "image", "env"])
+def test_model_updates_change_no_imported_export(baseline: Templates, tmp_path: Path, edit: Edit) -> None:
+    # Given the shipped stages deployed, when the model changes (it is replaced and renamed), then no value another
+    # stack imports changes: CloudFormation would refuse the update.
+    after = synth_stages(tmp_path, edit)
+    replaced_models = 0
+    for stage, templates in baseline.items():
+        assert deploy_gates.changed_exports(templates, after[stage]) == []
+        replaced = deploy_gates.replaced_resources(templates["Serving"], after[stage]["Serving"])
+        replaced_models += sum(
+            templates["Serving"]["Resources"][r]["Type"] == "AWS::SageMaker::Model" for r in replaced
+        )
+    # The change did reach the models (else the check above proves nothing).
+    assert replaced_models >= len(baseline)
+
+
+def test_the_export_gate_catches_an_imported_model_name(default_artifact: Path, tmp_path: Path) -> None:
+    # Given a stack that imports a model's generated name (the batch stack once did), a new archive blocks it.
+    def synth(archive: Path) -> dict[str, dict[str, Any]]:
+        app = App(context=feature_flags(), outdir=str(tmp_path / archive.stem))
+        serving = Stack(app, "Serving")
+        model = HuggingFaceModel(
+            serving,
+            "Model",
+            source=BundledModel(source="bundled", artifact=str(archive)),
+            image=image_catalog.find("4.51.3", "2.6.0"),
+            flavour="cpu",
+            base_dir=ROOT,
+        )
+        CfnOutput(Stack(app, "Batch"), "ModelName", value=model.model_name)
+        assembly = app.synth()
+        return {stack.stack_name: stack.template for stack in assembly.stacks}
+
+    retrained = tmp_path / "retrained.tar.gz"
+    retrained.write_bytes(b"a retrained model: only its bytes (the asset hash) matter to the templates")
+    before = synth(default_artifact)
+    problems = deploy_gates.changed_exports(before, synth(retrained))
+    assert len(problems) == 1
+    assert "Serving export" in problems[0] and "PrimaryContainer" in problems[0]
+    # The one-synth form (in `make synth`'s report) sees it without a second synth.
+    (fragile,) = deploy_gates.fragile_exports(before)
+    assert "AWS::SageMaker::Model" in fragile and "every property it sets is create-only" in fragile
+
+
+def test_no_imported_export_names_a_resource_every_change_replaces(baseline: Templates) -> None:
+    for templates in baseline.values():
+        assert deploy_gates.fragile_exports(templates) == []
+
+
+def test_no_retained_resource_has_a_physical_name(baseline: Templates) -> None:
+    for templates in baseline.values():
+        assert deploy_gates.retained_physical_names(templates) == []
+    # The named log groups are still there, kept on update and delete but not after a failed first create.
+    named = [
+        resource
+        for templates in baseline.values()
+        for template in templates.values()
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Logs::LogGroup" and "LogGroupName" in resource["Properties"]
+    ]
+    assert len(named) == 3  # dev's and prod's state machine logs, prod's WAF logs
+    assert {r["DeletionPolicy"] for r in named} == {"RetainExceptOnCreate"}
+
+
+def test_the_retain_gate_catches_a_retained_fixed_name(baseline: Templates) -> None:
+    (waf,) = [
+        (logical_id, resource)
+        for logical_id, resource in baseline["SageBert-prod"]["Api"]["Resources"].items()
+        if resource["Properties"].get("LogGroupName", "").startswith("aws-waf-logs-")
+    ]
+    api = dict(baseline["SageBert-prod"]["Api"])
+    api["Resources"] = {**api["Resources"], waf[0]: {**waf[1], "DeletionPolicy": "Retain"}}
+    (found,) = deploy_gates.retained_physical_names({"Api": api})
+    assert found.logical_id == waf[0] and found.properties == ("LogGroupName",)
+    assert "AlreadyExists" in str(found)
+    # An allow-listed one passes.
+    assert deploy_gates.retained_physical_names({"Api": api}, {("AWS::Logs::LogGroup", waf[0][:8]): "why"}) == []
+
+
+def _prod_type(instance_type: str, autoscaling: bool = True) -> Edit:
+    def edit(stage: str, data: dict[str, Any], folder: Path) -> None:
+        data["endpoint"]["instance_type"] = instance_type
+        if not autoscaling:
+            del data["endpoint"]["autoscaling"]
+
+    return edit
+
+
+def test_an_instance_type_change_under_autoscaling_takes_two_deploys(tmp_path: Path, default_artifact: Path) -> None:
+    before = synth_stages(tmp_path / "before", only=("prod",))["SageBert-prod"]
+    # One step: SageMaker would refuse the update; the gate says so and how to get through.
+    direct = synth_stages(tmp_path / "direct", _prod_type("ml.c6i.2xlarge"), only=("prod",))["SageBert-prod"]
+    (problem,) = deploy_gates.stuck_scaling_updates(before, direct)
+    assert "ml.c6i.xlarge -> ml.c6i.2xlarge" in problem and "two steps" in problem
+    # Before a deploy, preflight compares the deployed Serving template (here: `before`) with cdk.out and says the same.
+    cloudformation = botocore.session.get_session().create_client(
+        "cloudformation", region_name="eu-west-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    with Stubber(cloudformation) as stub:
+        stub.add_response(
+            "get_template",
+            {"TemplateBody": json.dumps(before["Serving"])},
+            {"StackName": "SageBert-prod-Serving", "TemplateStage": "Original"},
+        )
+        check = preflight.check_update_path(cloudformation, "prod", tmp_path / "direct" / "out")
+    assert check.verdict == "FAIL" and "two steps" in check.detail
+    assert preflight.STAGE_PREFIX == STAGE_PREFIX
+    # Step 1: autoscaling removed, instance type kept: the endpoint config keeps its instance type.
+    step1 = synth_stages(tmp_path / "step1", _prod_type("ml.c6i.xlarge", autoscaling=False), only=("prod",))
+    assert deploy_gates.stuck_scaling_updates(before, step1["SageBert-prod"]) == []
+    assert not [
+        r for r in step1["SageBert-prod"]["Serving"]["Resources"].values() if r["Type"] == deploy_gates.SCALABLE_TARGET
+    ]
+    # Step 2: the new type with autoscaling back: nothing is registered while the type changes.
+    assert deploy_gates.stuck_scaling_updates(step1["SageBert-prod"], direct) == []
+
+
+def test_batch_stack_owns_its_model(baseline: Templates) -> None:
+    for stage in ("SageBert-dev", "SageBert-prod"):
+        batch = baseline[stage]["Batch"]
+        models = [r for r in batch["Resources"].values() if r["Type"] == "AWS::SageMaker::Model"]
+        assert len(models) == 1
+        assert "-cpu-" in str(models[0]["Properties"]["PrimaryContainer"]["Image"])
+        assert not [name for name in deploy_gates.imported_names({"Batch": batch}) if "Serving" in name]
+
+
+def test_environment_agnostic_stacks_refuse_unsupported_regions_up_front(baseline: Templates) -> None:
+    # The shipped stages are environment-agnostic: each stack that needs a regional artifact carries a rule that
+    # CloudFormation checks before it creates anything.
+    image = image_catalog.find("4.51.3", "2.6.0")
+    for stage in ("SageBert-dev", "SageBert-prod"):
+        for stack, needs in (("Serving", {"Image"}), ("Api", {"Powertools"}), ("Batch", {"Image", "Powertools"})):
+            rules = {
+                name: rule
+                for name, rule in baseline[stage][stack].get("Rules", {}).items()
+                if name.startswith("SupportedRegion")
+            }
+            assert {("Powertools" if name.endswith("Powertools") else "Image") for name in rules} == needs, stack
+            for name, rule in rules.items():
+                (assertion,) = rule["Assertions"]
+                regions, region = assertion["Assert"]["Fn::Contains"]
+                assert region == {"Ref": "AWS::Region"}
+                expected = POWERTOOLS_REGIONS if name.endswith("Powertools") else set(image.registries)
+                assert set(regions) == expected
+                assert assertion["AssertDescription"].startswith("sagebert: ")
+    # A region with the image but without the Powertools layer is refused by the API stack's rule.
+    assert "me-south-1" in image.registries and "me-south-1" not in POWERTOOLS_REGIONS
