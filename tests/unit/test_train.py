@@ -247,3 +247,35 @@ def test_student_keeps_evenly_spaced_layers(tmp_path: Path) -> None:
     assert torch.equal(student_layers[1].get_parameter(query), base.encoder.layer[2].get_parameter(query))
     with pytest.raises(train.TrainingInputError, match="has 3 layers"):
         train.load_student(tmp_path, ["negative", "positive"], layers=4)
+
+
+def test_int8_simulation_matches_the_faithful_recipe_arithmetic() -> None:
+    import torch
+
+    # Given one token with a large activation and others small, per-token uint8 keeps the small tokens on
+    # their own fine grid (error well under one step of a shared range), and zero stays exactly zero.
+    x = torch.tensor([[[13.6, -0.17, 2.0], [0.5, -0.1, 0.25]]])
+    q = train._fake_uint8_per_token(x)
+    assert torch.allclose(q[0, 1], x[0, 1], atol=0.6 / 255)
+    assert torch.equal(train._fake_uint8_per_token(torch.zeros(1, 2, 3)), torch.zeros(1, 2, 3))
+    w = torch.tensor([[1.0, -0.5, 0.25], [0.01, 0.02, -0.04]])
+    wq = train._fake_int8_per_channel(w)
+    assert torch.allclose(wq, w, atol=1.0 / 127 / 2 + 1e-7) and wq[1].abs().max() == pytest.approx(0.04)
+    # Straight-through: the gradient passes the rounding unchanged
+    x.requires_grad_(True)
+    train._fake_uint8_per_token(x).sum().backward()
+    assert x.grad is not None and torch.equal(x.grad, torch.ones_like(x))
+
+
+def test_int8_aware_epochs_run_after_the_best_epoch(
+    tiny_classifier: Path, small_splits: dict[str, Path], tmp_path: Path
+) -> None:
+    metrics = run(tiny_classifier, small_splits, tmp_path / "model", "--int8-aware-epochs", "1")
+    history = metrics["history"]
+    assert isinstance(history, list) and history[-1]["int8_aware_epoch"] == 1
+    assert history[-1]["train_loss"] > 0
+    # The simulation leaves nothing behind: the saved model is a plain Hugging Face folder.
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")
+    assert all(type(m).forward is m.forward.__func__ for m in model.modules() if hasattr(m.forward, "__func__"))
