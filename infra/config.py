@@ -634,13 +634,22 @@ def load_stage_config(path: Path) -> StageConfig:
         raise ConfigError(f"{path}: invalid configuration:\n" + "\n".join(f"  - {x}" for x in lines)) from None
 
 
+# A stage named `dev` (config/dev.yaml) is the cdk.Stage `SageBert-dev`.
+STAGE_PREFIX = "SageBert-"
+
+
+def stage_files(config_dir: Path) -> list[Path]:
+    """The stage files in config_dir, in name order (pipeline.yaml is no stage)."""
+    return sorted(file for file in config_dir.glob("*.yaml") if file.stem != "pipeline")
+
+
 def load_all(config_dir: Path) -> dict[str, StageConfig]:
     """Every stage in config_dir, keyed by stage name (the file stem), in name order.
 
     `pipeline` is a reserved name, not a stage: config/pipeline.yaml holds the promotion pipeline's
     settings (infra/pipeline_config.py) and is skipped here.
     """
-    files = sorted(file for file in config_dir.glob("*.yaml") if file.stem != "pipeline")
+    files = stage_files(config_dir)
     if not files:
         raise ConfigError(f"{config_dir}: no stage files (*.yaml); add e.g. {config_dir}/dev.yaml.")
     stages: dict[str, StageConfig] = {}

@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = commands.add_parser("report", help="cfn-lint every synthesized template, print a per-stage summary")
     report.add_argument("--outdir", type=Path, default=Path("cdk.out"))
+    report.add_argument("--config-dir", type=Path, default=Path("config"), help="stage files to match")
 
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "train":
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             return cost_module.main(args.config_dir, args.stage, args.json)
         from sagebert import synth_report
 
-        return synth_report.main(args.outdir)
+        return synth_report.main(args.outdir, args.config_dir)
     except Exception as err:  # a clear one-line error for the known failure kinds
         from infra.config import ConfigError
         from sagebert.archive import ArchiveError
