@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     batch.add_argument(
         "--port", type=int, default=23200, help="first local port: the contenders' servers take three each, 10 apart"
     )
+    batch.add_argument("--state-dir", type=Path, default=None, help=argparse.SUPPRESS)  # the server's folder
 
     bench_batch_parser = commands.add_parser(
         "bench-batch", help="batch throughput: sagebert vs the stock handler (make bench-batch)"
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                 concurrency=args.concurrency,
                 bad_lines=args.bad_lines,
                 port=args.port,
+                state_dir=args.state_dir,
             )
         if args.command == "bench-batch":
             from sagebert import bench_batch
@@ -210,9 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         from sagebert.archive import ArchiveError
         from sagebert.cost import CostError
         from sagebert.dataset import DatasetError
+        from sagebert.lifeline import PortInUse
         from sagebert.remote_training import RemoteTrainingError
+        from sagebert.serve import ServeError
 
-        if isinstance(err, ArchiveError | ConfigError | CostError | DatasetError | RemoteTrainingError):
+        known = ArchiveError | ConfigError | CostError | DatasetError | PortInUse | RemoteTrainingError | ServeError
+        if isinstance(err, known):
             print(f"error: {err}", file=sys.stderr)
             return 1
         raise
