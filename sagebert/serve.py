@@ -255,13 +255,16 @@ def _front_handler(endpoint: LocalEndpoint) -> type[BaseHTTPRequestHandler]:
             return
 
         def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-            self.send_response(status)
-            for key, value in headers.items():
-                if value:
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                for key, value in headers.items():
+                    if value:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):  # the caller gave up (its read timeout): no one to tell
+                self.close_connection = True
 
         def do_GET(self) -> None:
             if self.path == "/ping":
