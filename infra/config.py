@@ -224,6 +224,21 @@ class ApiSettings(_Strict):
         description="Days CloudWatch keeps the API's access logs and the Lambda's logs (a value CloudWatch "
         "Logs accepts).",
     )
+    tracing: bool = Field(
+        True,
+        description="AWS X-Ray for the front door: API Gateway stage tracing, Lambda active tracing, and an X-Ray "
+        "SDK subsegment for each InvokeEndpoint call. Importing the SDK adds about 190 ms to the Lambda's init "
+        "(`make bench-api` measures it). false: no tracing, and the SDK is never imported.",
+    )
+    snap_start: bool = Field(
+        True,
+        description="Lambda SnapStart: the front door's init (imports, settings, the SageMaker client) runs once "
+        "when a version is published, and new execution environments resume from its snapshot, so a cold start "
+        "skips the init. For Python it is billed: a cache charge per GB-second of memory_mb for as long as the "
+        "version is active (at least 3 hours; about USD 1.95 a month at 512 MB in us-east-1) and a restore "
+        "charge per GB each time an environment is resumed (about USD 0.00007 at 512 MB). Old versions are "
+        "deleted on update, so only the live one is cached. false: off (init on every cold start).",
+    )
     account_cloudwatch_role: bool = Field(
         True,
         description="Create API Gateway's account-level CloudWatch Logs role, which execution logging needs. "
