@@ -128,11 +128,13 @@ class InferenceApi(Construct):
     - JSON gateway responses for every error API Gateway answers itself;
     - stage throttling, X-Ray tracing, metrics, ERROR execution logs without data, JSON access logs
       (no bodies) in a KMS-encrypted log group;
-    - the front-door Lambda (Python 3.14, arm64, Powertools layer, X-Ray) with its own encrypted log
-      group and a customer-managed policy: its logs, X-Ray, and InvokeEndpoint on this endpoint only;
+    - the front-door Lambda (Python 3.14, arm64, Powertools layer, X-Ray with `settings.tracing`,
+      SnapStart with `settings.snap_start`) behind the alias `live` that API Gateway calls, with its
+      own encrypted log group and a customer-managed policy: its logs, X-Ray (when traced), and
+      InvokeEndpoint on this endpoint only;
     - with `settings.waf`, a regional WAFv2 web ACL on the stage, logging blocked and counted requests.
 
-    Exposes `url` (the predict URL), `health_url`, `api`, `function`, `role`, `policy`, and `api_key`
+    Exposes `url` (the predict URL), `health_url`, `api`, `function`, `alias`, `role`, `policy`, and `api_key`
     (None unless auth is api_key).
     """
 
