@@ -154,6 +154,20 @@ def test_a_killed_serve_leaves_no_server_and_no_front_door(default_artifact: Pat
     _wait_gone(ports, state)
 
 
+@pytest.mark.server
+def test_a_killed_bench_api_leaves_no_server_and_no_front_door(default_artifact: Path) -> None:
+    # Given `make bench-api` in its load run: the model server and the local front door both up
+    port = _free_block(4)
+    bench = _Cli("bench-api", "--init-runs", "1", "--iterations", "5", "--duration", "5", "--port", str(port))
+    bench.wait_for("==> load: front door")
+    # When its process group is killed
+    os.killpg(bench.process.pid, signal.SIGKILL)
+    bench.process.wait()
+    # Then the server (state in build/bench-api/serve) and the front door on port + 3 are gone
+    _wait_gone([port, port + 1, port + 2, port + 3], str(REPO_ROOT / "build" / "bench-api" / "serve"))
+    assert not _leftovers(f"sagebert.local_api --port {port + 3}")
+
+
 @pytest.fixture()
 def held_port() -> Iterator[int]:
     """A port this test process listens on (over IPv6, as Java's server binds 127.0.0.1)."""
