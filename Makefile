@@ -22,7 +22,14 @@ export AWS_EC2_METADATA_DISABLED := true
 export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-SYNTH_INPUTS := app.py cdk.json $(shell find infra config lambdas -type f -not -path '*/__pycache__/*' 2>/dev/null) $(ARTIFACT)
+# A file that is gone is no prerequisite, so make cannot see a deleted (or renamed) stage config
+# by its files alone: the list of the inputs' names is one more prerequisite, rewritten (at parse
+# time, so `make -q` and `make -n` see it too) only when a file is added, removed or renamed.
+SYNTH_FILES := app.py cdk.json $(sort $(shell find infra config lambdas -type f -not -path '*/__pycache__/*' 2>/dev/null))
+SYNTH_LIST := build/synth-inputs.txt
+$(shell mkdir -p build && printf '%s\n' $(SYNTH_FILES) > $(SYNTH_LIST).new && \
+	{ cmp -s $(SYNTH_LIST).new $(SYNTH_LIST) && rm -f $(SYNTH_LIST).new || mv -f $(SYNTH_LIST).new $(SYNTH_LIST); })
+SYNTH_INPUTS := $(SYNTH_FILES) $(SYNTH_LIST) $(ARTIFACT)
 ARTIFACT_INPUTS := $(DEMO)/config.json model_code/inference.py sagebert/package.py sagebert/quantize.py sagebert/archive.py $(DATA)/validation.jsonl $(DATA)/test.jsonl $(wildcard config/*.yaml)
 TRAIN_INPUTS := model_code/train.py $(DATA)/train.jsonl $(DATA)/validation.jsonl $(DATA)/test.jsonl
 

@@ -238,6 +238,21 @@ class ApiSettings(_Strict):
         description="Days CloudWatch keeps the API's access logs and the Lambda's logs (a value CloudWatch "
         "Logs accepts).",
     )
+    tracing: bool = Field(
+        True,
+        description="AWS X-Ray for the front door: API Gateway stage tracing, Lambda active tracing, and an X-Ray "
+        "SDK subsegment for each InvokeEndpoint call. Importing the SDK adds about 190 ms to the Lambda's init "
+        "(`make bench-api` measures it). false: no tracing, and the SDK is never imported.",
+    )
+    snap_start: bool = Field(
+        True,
+        description="Lambda SnapStart: the front door's init (imports, settings, the SageMaker client) runs once "
+        "when a version is published, and new execution environments resume from its snapshot, so a cold start "
+        "skips the init. For Python it is billed: a cache charge per GB-second of memory_mb for as long as the "
+        "version is active (at least 3 hours; about USD 1.95 a month at 512 MB in us-east-1) and a restore "
+        "charge per GB each time an environment is resumed (about USD 0.00007 at 512 MB). Old versions are "
+        "deleted on update, so only the live one is cached. false: off (init on every cold start).",
+    )
     account_cloudwatch_role: bool = Field(
         True,
         description="Create API Gateway's account-level CloudWatch Logs role, which execution logging needs. "
@@ -669,13 +684,22 @@ def load_stage_config(path: Path) -> StageConfig:
         raise ConfigError(f"{path}: invalid configuration:\n" + "\n".join(f"  - {x}" for x in lines)) from None
 
 
+# A stage named `dev` (config/dev.yaml) is the cdk.Stage `SageBert-dev`.
+STAGE_PREFIX = "SageBert-"
+
+
+def stage_files(config_dir: Path) -> list[Path]:
+    """The stage files in config_dir, in name order (pipeline.yaml is no stage)."""
+    return sorted(file for file in config_dir.glob("*.yaml") if file.stem != "pipeline")
+
+
 def load_all(config_dir: Path) -> dict[str, StageConfig]:
     """Every stage in config_dir, keyed by stage name (the file stem), in name order.
 
     `pipeline` is a reserved name, not a stage: config/pipeline.yaml holds the promotion pipeline's
     settings (infra/pipeline_config.py) and is skipped here.
     """
-    files = sorted(file for file in config_dir.glob("*.yaml") if file.stem != "pipeline")
+    files = stage_files(config_dir)
     if not files:
         raise ConfigError(f"{config_dir}: no stage files (*.yaml); add e.g. {config_dir}/dev.yaml.")
     stages: dict[str, StageConfig] = {}

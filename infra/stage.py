@@ -8,10 +8,8 @@ from typing import Any
 from aws_cdk import Environment, Stage, Tags
 from constructs import Construct
 
-from infra.config import StageConfig
+from infra.config import STAGE_PREFIX, StageConfig
 from infra.stacks import ApiStack, BatchStack, MonitoringStack, ServingStack, StorageStack
-
-STAGE_PREFIX = "SageBert-"
 
 
 class SageBertStage(Stage):

@@ -397,6 +397,60 @@ def _decode(input_data: str | bytes | bytearray) -> str:
         raise InputError(f"the body is not valid UTF-8 ({err.reason} at byte {err.start}).") from None
 
 
+def _shown(value: Any, limit: int = 40) -> str:
+    """A value as an error message quotes it: its repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+class _Refused(ValueError):
+    """Raised from inside the JSON parser's hooks; the message says what the body did wrong."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _Refused(f"the key {_shown(key)} appears twice in one object; send each key once")
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a JSON value (RFC 8259 has no NaN or Infinity)")
+
+
+def _integer(literal: str) -> int:
+    try:
+        return int(literal)
+    except ValueError:  # longer than sys.get_int_max_str_digits() (4300 by default)
+        raise _Refused(f"an integer of {len(literal.lstrip('-'))} digits is too long") from None
+
+
+class _BadJson(InputError):
+    def __init__(self, reason: str, where: str = "") -> None:
+        super().__init__(reason)
+        self.reason, self.where = reason, where  # where: " at line L column C", or ""
+
+
+def _loads(text: str) -> Any:
+    """Strict JSON (RFC 8259), or _BadJson saying why not, whatever the bytes were.
+
+    Python's parser refuses in more ways than JSONDecodeError (over-long integers raise a plain
+    ValueError, deep nesting RecursionError), accepts NaN and Infinity, and keeps the last of
+    duplicate keys: all of these are refused here, as the front door refuses them."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_int=_integer)
+    except json.JSONDecodeError as err:
+        raise _BadJson(err.msg, f" at line {err.lineno} column {err.colno}") from None
+    except _Refused as err:
+        raise _BadJson(str(err)) from None
+    except RecursionError:
+        raise _BadJson("nested too deeply") from None
+    except ValueError as err:  # any other refusal of the parser: still the body's fault
+        raise _BadJson(str(err)[:120]) from None
+
+
 def _check_text(text: Any) -> str | None:
     """None when the text is acceptable, else what is wrong with it."""
     if not isinstance(text, str) or not text.strip():
@@ -414,18 +468,18 @@ def _check_text(text: Any) -> str | None:
 def input_fn(input_data: str | bytes | bytearray, content_type: str) -> Request:
     media = _media_type(content_type)
     if media in JSONL:
-        return _jsonl_request(_decode(input_data))
+        return _jsonl_request(input_data)
     if media != JSON:
         raise InputError(f"content type {content_type!r} is not supported; send {JSON} or {JSONL[0]}.")
     try:
-        body = json.loads(_decode(input_data))
-    except json.JSONDecodeError as err:
-        raise InputError(f"the body is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}.") from None
+        body = _loads(_decode(input_data))
+    except _BadJson as err:
+        raise InputError(f"the body is not valid JSON: {err.reason}{err.where}.") from None
     if not isinstance(body, dict) or "inputs" not in body:
         raise InputError('the body must be a JSON object {"inputs": str | [str], "parameters": {...}}.')
     unknown_keys = set(body) - {"inputs", "parameters"}
     if unknown_keys:
-        raise InputError(f"unknown keys {sorted(unknown_keys)}; allowed: ['inputs', 'parameters'].")
+        raise InputError(f"unknown keys {_shown(sorted(unknown_keys), 200)}; allowed: ['inputs', 'parameters'].")
     inputs = body["inputs"]
     texts = [inputs] if isinstance(inputs, str) else inputs
     if not isinstance(texts, list) or not texts:
@@ -446,10 +500,10 @@ def _top_k(parameters: Any) -> int:
         raise InputError("parameters must be a JSON object.")
     unknown = set(parameters) - ALLOWED_PARAMETERS
     if unknown:
-        raise InputError(f"unknown parameters {sorted(unknown)}; allowed: {sorted(ALLOWED_PARAMETERS)}.")
+        raise InputError(f"unknown parameters {_shown(sorted(unknown), 200)}; allowed: {sorted(ALLOWED_PARAMETERS)}.")
     top_k = parameters.get("top_k", 1)
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
-        raise InputError(f"parameters.top_k must be a positive integer, got {top_k!r}.")
+        raise InputError(f"parameters.top_k must be a positive integer, got {_shown(top_k)}.")
     return top_k
 
 
@@ -462,10 +516,12 @@ def bad_lines_mode() -> str:
     return mode
 
 
-def _jsonl_request(text: str) -> Request:
+def _jsonl_request(data: str | bytes | bytearray) -> Request:
     # Lines end at "\n" only, as batch transform's SplitType Line splits them: str.splitlines()
-    # would also split at characters JSON strings may hold raw (U+2028, \x1c ...).
-    raw_lines = [line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")] if text else []
+    # would also split at characters JSON strings may hold raw (U+2028, \x1c ...). Each line is
+    # decoded on its own, so one line of bad UTF-8 is one bad line, not a failed request.
+    newline, cr = ("\n", "\r") if isinstance(data, str) else (b"\n", b"\r")
+    raw_lines = [line.removesuffix(cr) for line in data.removesuffix(newline).split(newline)] if data else []  # type: ignore[arg-type]
     if not raw_lines:
         raise InputError("the JSON Lines body is empty; send one text per line.")
     if len(raw_lines) > MAX_LINES:
@@ -474,14 +530,18 @@ def _jsonl_request(text: str) -> Request:
     errors: list[str | None] = []
     for number, line in enumerate(raw_lines, start=1):
         try:
-            value = json.loads(line)
-        except json.JSONDecodeError as err:
-            errors.append(f"line {number}: not valid JSON ({err.msg})")
+            value = _loads(_decode(line))
+        except _BadJson as err:
+            errors.append(f"line {number}: not valid JSON ({err.reason})")
+            continue
+        except InputError as err:  # not UTF-8
+            errors.append(f"line {number}: {str(err).removeprefix('the body is ').rstrip('.')}")
             continue
         candidate = value.get("inputs") if isinstance(value, dict) else value
         problem = _check_text(candidate)
         if isinstance(value, dict) and set(value) - {"inputs"}:
-            problem = f'unknown keys {sorted(set(value) - {"inputs"})}; a line is a JSON string or {{"inputs": str}}'
+            unknown = _shown(sorted(set(value) - {"inputs"}), 200)
+            problem = f'unknown keys {unknown}; a line is a JSON string or {{"inputs": str}}'
         if problem:
             errors.append(f"line {number}: {problem}")
             continue

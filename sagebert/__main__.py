@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     batch.add_argument(
         "--port", type=int, default=23200, help="first local port: the contenders' servers take three each, 10 apart"
     )
+    batch.add_argument("--state-dir", type=Path, default=None, help=argparse.SUPPRESS)  # the server's folder
 
     bench_batch_parser = commands.add_parser(
         "bench-batch", help="batch throughput: sagebert vs the stock handler (make bench-batch)"
@@ -197,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = commands.add_parser("report", help="cfn-lint every synthesized template, print a per-stage summary")
     report.add_argument("--outdir", type=Path, default=Path("cdk.out"))
+    report.add_argument("--config-dir", type=Path, default=Path("config"), help="stage files to match")
 
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "train":
@@ -260,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                 concurrency=args.concurrency,
                 bad_lines=args.bad_lines,
                 port=args.port,
+                state_dir=args.state_dir,
             )
         if args.command == "bench-batch":
             from sagebert import bench_batch
@@ -289,15 +292,18 @@ def main(argv: list[str] | None = None) -> int:
             return preflight_module.main(args.stage, args.config_dir, args.region, args.outdir)
         from sagebert import synth_report
 
-        return synth_report.main(args.outdir)
+        return synth_report.main(args.outdir, args.config_dir)
     except Exception as err:  # a clear one-line error for the known failure kinds
         from infra.config import ConfigError
         from sagebert.archive import ArchiveError
         from sagebert.cost import CostError
         from sagebert.dataset import DatasetError
+        from sagebert.lifeline import PortInUse
         from sagebert.remote_training import RemoteTrainingError
+        from sagebert.serve import ServeError
 
-        if isinstance(err, ArchiveError | ConfigError | CostError | DatasetError | RemoteTrainingError):
+        known = ArchiveError | ConfigError | CostError | DatasetError | PortInUse | RemoteTrainingError | ServeError
+        if isinstance(err, known):
             print(f"error: {err}", file=sys.stderr)
             return 1
         raise

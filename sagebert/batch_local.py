@@ -192,10 +192,11 @@ def main(
     concurrency: int,
     bad_lines: str,
     port: int,
+    state_dir: Path | None = None,
 ) -> int:
     print(f"starting {archive} on the local model server (SAGEBERT_BAD_LINES={bad_lines}) ...", flush=True)
     environment = {"SAGEBERT_BAD_LINES": bad_lines}
-    state = REPO_ROOT / "build" / "batch-local" / "serve"
+    state = state_dir or REPO_ROOT / "build" / "batch-local" / "serve"
     with LocalEndpoint(archive, port=port, name="batch-local", state_dir=state, environment=environment) as endpoint:
         print(
             f"transforming {input_path} -> {output_path}: MultiRecord, max payload {max_payload_mb:g} MB, "

@@ -1,7 +1,8 @@
 """`make bench-api`: what the front door costs, measured on this machine (a table, JSON and a PNG).
 
-1. Cold init: importing `front_door.handler` (settings, Powertools, one boto3 client) in a fresh
-   Python process, as Lambda's init phase does; median of N processes, with tracing off and on.
+1. Cold init: importing `front_door.handler` (settings, Powertools, one SageMaker client) in a
+   fresh Python process, as Lambda's init phase does; median of N processes, with and without each
+   change to the init (botocore's session instead of boto3; the X-Ray SDK only with tracing on).
 2. Handler overhead: the real handler in-process against the real local model server; the time
    the handler takes beyond its InvokeEndpoint call (parsing, validation, logging, metrics).
 3. Load on loopback: C concurrent keep-alive clients for D seconds, straight to the model server
@@ -42,6 +43,19 @@ FLOOR_PROBE = (
     "import sys, time; t = time.perf_counter(); import botocore.session; "
     "botocore.session.get_session().create_client('sagemaker-runtime'); print(1000 * (time.perf_counter() - t))"
 )
+# The same client through boto3 (what the handler did before it went to botocore's session directly).
+BOTO3_PROBE = (
+    "import sys, time; t = time.perf_counter(); import boto3; "
+    "boto3.client('sagemaker-runtime'); print(1000 * (time.perf_counter() - t))"
+)
+# Each change to the init, measured with it and without it (the "without" rows rebuild the old init).
+INIT_VARIANTS = (
+    ("client only", "floor: botocore + one client", "floor"),
+    ("boto3 client", "before: boto3 + one client", "boto3"),
+    ("tracing off", "handler, tracing off", "off"),
+    ("tracing off, X-Ray SDK loaded", "before: tracing off, X-Ray SDK imported", "xray"),
+    ("tracing on", "handler, tracing on (api.tracing)", "on"),
+)
 
 
 def cold_init_ms(runs: int, env: dict[str, str], probe: str = INIT_PROBE) -> list[float]:
@@ -57,6 +71,17 @@ def cold_init_ms(runs: int, env: dict[str, str], probe: str = INIT_PROBE) -> lis
         )
         times.append(float(done.stdout.strip().splitlines()[-1]))
     return times
+
+
+def cpu_model() -> str:
+    """The CPU's model name and core count, as lscpu reports them (init times depend on it)."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "an unknown CPU"
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    model = fields.get("Model name", "an unknown CPU").strip()
+    return f"{model}, {fields.get('CPU(s)', '?').strip()} CPUs"
 
 
 class _TimedClient:
@@ -149,15 +174,16 @@ def load(port: int, path: str, clients: int, duration_s: float) -> dict[str, Any
 def render(results: dict[str, Any]) -> str:
     init, overhead, runs = results["cold_init_ms"], results["handler_overhead"], results["load"]
     lines = [
-        f"cold init of front_door.handler ({results['init_runs']} fresh processes each; target < 300 ms):",
+        f"cold init of front_door.handler on {results.get('cpu', 'this CPU')} "
+        f"({results['init_runs']} fresh processes each; target < 300 ms):",
         *(
-            f"  {name:<28} median {row['median']:>5.0f} ms   min {row['min']:>5.0f} ms"
-            for name, row in (
-                ("floor: botocore + one client", init["client only"]),
-                ("handler, tracing off", init["tracing off"]),
-                ("handler, tracing on", init["tracing on"]),
-            )
+            f"  {label:<42} median {init[name]['median']:>5.0f} ms   min {init[name]['min']:>5.0f} ms"
+            for name, label, _ in INIT_VARIANTS
+            if name in init
         ),
+        "  with SnapStart (api.snap_start, on by default) this init runs once, when a version is published; a",
+        "  cold start restores the snapshot instead. Restores cannot be measured off AWS: the function's REPORT",
+        "  log lines give each one's Restore Duration.",
         "",
         f"handler overhead beyond InvokeEndpoint ({results['iterations']} requests each; target p50 < 1 ms):",
         "  request    overhead p50   overhead p99   whole handler p50",
@@ -208,21 +234,30 @@ def chart(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def cold_init(runs: int) -> dict[str, Any]:
+    """Median and minimum init time of every INIT_VARIANTS row, each over `runs` fresh processes."""
+    base = handler_environment("http://127.0.0.1:9", "sagebert-bench")
+    # SAGEBERT_TRACING=true with Powertools' tracer disabled: the tracer object exists (the SDK is
+    # imported) but sends nothing, which is what the handler did with tracing off before this change.
+    loaded = {**base, "SAGEBERT_TRACING": "true"}
+    traced = {**loaded, "POWERTOOLS_TRACE_DISABLED": "false", "AWS_LAMBDA_FUNCTION_NAME": "sagebert-bench"}
+    setups = {"floor": (base, FLOOR_PROBE), "boto3": (base, BOTO3_PROBE), "off": (base, INIT_PROBE)}
+    setups.update(xray=(loaded, INIT_PROBE), on=(traced, INIT_PROBE))
+    results: dict[str, Any] = {}
+    for name, _, setup in INIT_VARIANTS:
+        env, probe = setups[setup]
+        times = cold_init_ms(runs, env, probe)
+        results[name] = {"median": statistics.median(times), "min": min(times), "all": times}
+    return results
+
+
 def main(clients: int, duration_s: float, iterations: int, init_runs: int, port: int) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"clients": clients, "duration_s": duration_s, "iterations": iterations}
-    print(f"==> cold init: {init_runs} fresh processes, tracing off and on", flush=True)
-    base = handler_environment("http://127.0.0.1:9", "sagebert-bench")
-    traced = {**base, "POWERTOOLS_TRACE_DISABLED": "false", "AWS_LAMBDA_FUNCTION_NAME": "sagebert-bench"}
+    print(f"==> cold init: {init_runs} fresh processes per variant", flush=True)
     results["init_runs"] = init_runs
-    results["cold_init_ms"] = {}
-    for name, env, probe in (
-        ("client only", base, FLOOR_PROBE),
-        ("tracing off", base, INIT_PROBE),
-        ("tracing on", traced, INIT_PROBE),
-    ):
-        times = cold_init_ms(init_runs, env, probe)
-        results["cold_init_ms"][name] = {"median": statistics.median(times), "min": min(times), "all": times}
+    results["cpu"] = cpu_model()
+    results["cold_init_ms"] = cold_init(init_runs)
     archive = REPO_ROOT / "build" / "model.tar.gz"
     print(f"==> the model server with {archive.relative_to(REPO_ROOT)} and the local front door", flush=True)
     with LocalEndpoint(archive, port=port, name="sagebert-bench", state_dir=OUT / "serve") as endpoint:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sagebert import use_lambda_code_root
+from sagebert.lifeline import ensure_free, guard, stop_guard
 from sagebert.serve import wait_healthy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -100,12 +101,15 @@ def _handler_class(invoke: Any) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-            self.send_response(status)
-            for name, value in {"Content-Type": "application/json", **headers}.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):  # the client hung up first: no one to answer
+                self.close_connection = True
 
         def _route(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -175,6 +179,7 @@ class LocalApi:
         self.port, self.log_path = port, log_path
         self.environment = handler_environment(endpoint_url, endpoint_name, environment)
         self.process: subprocess.Popen[bytes] | None = None
+        self.watchdog: subprocess.Popen[bytes] | None = None  # ends the front door if this process dies
 
     @property
     def url(self) -> str:
@@ -191,8 +196,12 @@ class LocalApi:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.environment, "PYTHONPATH": str(REPO_ROOT)}
         command = [sys.executable, "-m", "sagebert.local_api", "--port", str(self.port)]
+        ensure_free({self.port: "the local front door"}, option="--api-port")
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+            self.process = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True
+            )
+        self.watchdog = guard(self.process.pid)
         problem = wait_healthy(f"{self.url}{HEALTH}", self.process, timeout_s)
         if problem:
             self.stop()
@@ -207,6 +216,8 @@ class LocalApi:
                 self.process.kill()
                 self.process.wait()
             self.process = None
+        stop_guard(self.watchdog)
+        self.watchdog = None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from sagebert.lifeline import PortInUse, end_group, end_stale_group, ensure_free, guard, stop_guard
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVE_PYTHON = REPO_ROOT / ".venv-serve" / "bin" / "python"
 ROUTE = re.compile(r"^/endpoints/(?P<name>[A-Za-z0-9-]{1,63})/invocations$")
@@ -123,6 +125,7 @@ class LocalEndpoint:
         self.environment = environment or {}
         self.startup_timeout_s = startup_timeout_s
         self.process: subprocess.Popen[bytes] | None = None
+        self.watchdog: subprocess.Popen[bytes] | None = None  # ends the server if this process dies
         self.front: ThreadingHTTPServer | None = None
         self.log_path = self.state_dir / "server.log"
         self._backend_clients = threading.local()  # one keep-alive connection per front thread
@@ -152,6 +155,15 @@ class LocalEndpoint:
             raise ServeError(f"{SERVE_PYTHON} not found; `make serve` creates it (requirements/serve.txt).")
         if not self.archive.is_file():
             raise ServeError(f"{self.archive} not found; build it with `make package`.")
+        pid_file = self.state_dir / "server.pgid"
+        end_stale_group(pid_file)  # a server left by a run whose watchdog was killed too
+        ensure_free(
+            {
+                self.port: "the local endpoint",
+                self.port + 1: "the model server's inference port",
+                self.port + 2: "the model server's management port",
+            }
+        )
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir)
         model_dir = self.state_dir / "model"
@@ -188,6 +200,8 @@ class LocalEndpoint:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        pid_file.write_text(f"{self.process.pid}\n", encoding="utf-8")
+        self.watchdog = guard(self.process.pid)
         self._wait_ready()
         self.front = ThreadingHTTPServer(("127.0.0.1", self.port), _front_handler(self))
         threading.Thread(target=self.front.serve_forever, daemon=True).start()
@@ -211,12 +225,12 @@ class LocalEndpoint:
         _end_group(group, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=20)
-        deadline = time.monotonic() + 15
-        while _group_alive(group) and time.monotonic() < deadline:
-            _end_group(group, signal.SIGKILL)  # workers that outlive the Java frontend
-            time.sleep(0.1)
+        end_group(group, timeout_s=15, child=self.process)  # workers that outlive the Java frontend
         self.process.poll()
         self.process = None
+        stop_guard(self.watchdog)
+        self.watchdog = None
+        (self.state_dir / "server.pgid").unlink(missing_ok=True)
 
     def forward(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
         """POST to the model server over this thread's keep-alive connection."""
@@ -232,14 +246,6 @@ def _end_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
-def _group_alive(pid: int) -> bool:
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def _front_handler(endpoint: LocalEndpoint) -> type[BaseHTTPRequestHandler]:
     class Front(BaseHTTPRequestHandler):
         disable_nagle_algorithm = True  # headers and body go out in two writes: do not hold the second
@@ -249,13 +255,16 @@ def _front_handler(endpoint: LocalEndpoint) -> type[BaseHTTPRequestHandler]:
             return
 
         def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-            self.send_response(status)
-            for key, value in headers.items():
-                if value:
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                for key, value in headers.items():
+                    if value:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):  # the caller gave up (its read timeout): no one to tell
+                self.close_connection = True
 
         def do_GET(self) -> None:
             if self.path == "/ping":
@@ -330,7 +339,7 @@ def main(archive: Path, port: int, name: str, api_port: int = 3000) -> int:
     print(f"starting {archive} on the Hugging Face inference toolkit + multi-model-server ...", flush=True)
     try:
         endpoint.start()
-    except ServeError as err:
+    except (ServeError, PortInUse) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(
@@ -345,7 +354,7 @@ def main(archive: Path, port: int, name: str, api_port: int = 3000) -> int:
         api = LocalApi(port=api_port, endpoint_url=endpoint.url, endpoint_name=name, log_path=api_log)
         try:
             api.start()
-        except RuntimeError as err:
+        except (RuntimeError, PortInUse) as err:
             endpoint.stop()
             print(f"error: {err}", file=sys.stderr)
             return 1

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import compute_profiles
+from infra.config import STAGE_PREFIX, stage_files
 from sagebert import deploy_gates
 from sagebert.tables import columns
 
@@ -120,9 +121,23 @@ def render(stages: list[StageSummary]) -> str:
     return "\n".join(columns(rows))
 
 
-def main(outdir: Path) -> int:
+def stale_stages(stages: list[StageSummary], config_dir: Path) -> str | None:
+    """None when the assembly holds exactly the stages config_dir defines, else what differs."""
+    synthesized = {stage.name for stage in stages if stage.name.startswith(STAGE_PREFIX)}
+    configured = {f"{STAGE_PREFIX}{file.stem}" for file in stage_files(config_dir)}
+    if synthesized == configured:
+        return None
+    extra, missing = sorted(synthesized - configured), sorted(configured - synthesized)
+    return f"stages without a config file: {extra or 'none'}; config files without a stage: {missing or 'none'}"
+
+
+def main(outdir: Path, config_dir: Path = Path("config")) -> int:
     if not (outdir / "manifest.json").is_file():
         print(f"{outdir}/manifest.json not found; run `make synth` first.", file=sys.stderr)
+        return 1
+    stale = stale_stages(read_assembly(outdir), config_dir)
+    if stale:
+        print(f"{outdir} is stale against {config_dir}/ ({stale}): run `make synth` again.", file=sys.stderr)
         return 1
     failures = nag_failures(outdir)
     if failures:

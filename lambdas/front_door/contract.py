@@ -59,7 +59,13 @@ class ErrorKind:
 
 # Every error a client can get, its status and code: README and the OpenAPI document show this table.
 ERRORS: tuple[ErrorKind, ...] = (
-    ErrorKind(400, "InvalidBody", "the body is not UTF-8 JSON, or it breaks the request schema", "both"),
+    ErrorKind(
+        400,
+        "InvalidBody",
+        "the body is not strict UTF-8 JSON (RFC 8259: no NaN or Infinity, no duplicate keys, integers up to 4300 "
+        "digits, bounded nesting), or it breaks the request schema",
+        "both",
+    ),
     ErrorKind(400, "InvalidRequest", "any other request API Gateway refuses", "API Gateway"),
     ErrorKind(401, "Unauthorized", "Cognito auth: the token is missing or invalid", "API Gateway"),
     ErrorKind(
@@ -87,13 +93,65 @@ class ApiError(Exception):
         self.message = message
 
 
+class _Refused(ValueError):
+    """Raised from inside the JSON parser's hooks: the message is the client's answer."""
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """A value as an error message quotes it: its repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _Refused(f"the key {_shown(key)} appears twice in one object; send each key once")
+        result[key] = value
+    return result
+
+
+def _constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a JSON value (RFC 8259 has no NaN or Infinity)")
+
+
+def _integer(literal: str) -> int:
+    try:
+        return int(literal)
+    except ValueError:  # longer than sys.get_int_max_str_digits() (4300 by default)
+        raise _Refused(f"an integer of {len(literal.lstrip('-'))} digits is too long") from None
+
+
+def parse_json(text: str) -> Any:
+    """The body as strict JSON (RFC 8259), or ApiError(InvalidBody) saying why not.
+
+    Python's parser refuses bad bytes in more ways than JSONDecodeError: integers over
+    sys.get_int_max_str_digits() raise a plain ValueError, deep nesting RecursionError. It also
+    accepts what RFC 8259 does not (NaN, Infinity) and keeps the last of duplicate keys, where
+    API Gateway's validator or another parser may keep the first; both are refused here, so every
+    reader of the body sees the same request. https://www.rfc-editor.org/rfc/rfc8259#section-4
+    """
+    try:
+        return json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant, parse_int=_integer)
+    except json.JSONDecodeError as err:
+        where = f"line {err.lineno} column {err.colno}"
+        raise ApiError("InvalidBody", f"the body is not valid JSON: {err.msg} at {where}.") from None
+    except _Refused as err:
+        raise ApiError("InvalidBody", f"the body is not valid JSON: {err}.") from None
+    except RecursionError:
+        raise ApiError("InvalidBody", "the body's JSON is nested too deeply.") from None
+    except ValueError as err:  # any other refusal of the parser: still the body's fault
+        raise ApiError("InvalidBody", f"the body is not valid JSON: {_shown(str(err), 120)}.") from None
+
+
 def check_request(payload: Any) -> int:
     """Raise ApiError(InvalidBody) unless `payload` satisfies the schema; return the number of texts."""
     if not isinstance(payload, dict):
         raise ApiError("InvalidBody", 'the body must be a JSON object {"inputs": str | [str], "parameters": {...}}.')
     unknown = sorted(set(payload) - set(SCHEMA["properties"]))
     if unknown:
-        raise ApiError("InvalidBody", f"unknown keys {unknown}; allowed: {sorted(SCHEMA['properties'])}.")
+        raise ApiError("InvalidBody", f"unknown keys {_shown(unknown, 200)}; allowed: {sorted(SCHEMA['properties'])}.")
     if "inputs" not in payload:
         raise ApiError("InvalidBody", 'the body needs "inputs": a text or a list of texts.')
     inputs = payload["inputs"]
@@ -135,13 +193,11 @@ def _check_parameters(parameters: Any) -> None:
         raise ApiError("InvalidBody", "parameters must be a JSON object.")
     unknown = sorted(set(parameters) - set(LIMITS.parameters))
     if unknown:
-        raise ApiError("InvalidBody", f"unknown parameters {unknown}; allowed: {list(LIMITS.parameters)}.")
+        raise ApiError("InvalidBody", f"unknown parameters {_shown(unknown, 200)}; allowed: {list(LIMITS.parameters)}.")
     if "top_k" in parameters:
         top_k = parameters["top_k"]
         # Draft 4 (API Gateway's) and the model take only a JSON integer: not 2.0, and never true.
         integral = isinstance(top_k, int) and not isinstance(top_k, bool)
         if not integral or not LIMITS.top_k_min <= top_k <= LIMITS.top_k_max:
-            raise ApiError(
-                "InvalidBody",
-                f"parameters.top_k must be an integer from {LIMITS.top_k_min} to {LIMITS.top_k_max}, got {top_k!r}.",
-            )
+            allowed = f"an integer from {LIMITS.top_k_min} to {LIMITS.top_k_max}"
+            raise ApiError("InvalidBody", f"parameters.top_k must be {allowed}, got {_shown(top_k)}.")

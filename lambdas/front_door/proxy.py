@@ -23,7 +23,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from .contract import ApiError, check_request
+from .contract import ApiError, check_request, parse_json
 from .settings import Settings
 
 JSON = "application/json"
@@ -106,13 +106,7 @@ def _parse(body: bytes) -> Any:
         raise ApiError("InvalidBody", f"the body is not valid UTF-8 ({err.reason} at byte {err.start}).") from None
     if not text.strip():
         raise ApiError("InvalidBody", 'the body is empty; send {"inputs": "some text"}.')
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        where = f"line {err.lineno} column {err.colno}"
-        raise ApiError("InvalidBody", f"the body is not valid JSON: {err.msg} at {where}.") from None
-    except RecursionError:
-        raise ApiError("InvalidBody", "the body's JSON is nested too deeply.") from None
+    return parse_json(text)
 
 
 def _invoke(client: Any, settings: Settings, body: bytes) -> tuple[str, float, str]:

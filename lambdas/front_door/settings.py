@@ -28,6 +28,7 @@ class Settings:
     max_attempts: int = 2
     max_body_bytes: int = 1_048_576
     cors_allow_origins: tuple[str, ...] = ()
+    tracing: bool = False  # X-Ray: the SDK is imported only when this is on
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -44,6 +45,7 @@ class Settings:
             cors_allow_origins=tuple(
                 origin.strip() for origin in environ.get("SAGEBERT_CORS_ALLOW_ORIGINS", "").split(",") if origin.strip()
             ),
+            tracing=_flag(environ, "SAGEBERT_TRACING"),
         )
         settings.check()
         return settings
@@ -82,3 +84,10 @@ def _number(environ: Mapping[str, str], name: str, default: Any, kind: type) -> 
         return kind(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a valid {kind.__name__}.") from None
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if raw not in ("", "true", "false"):
+        raise SettingsError(f"{name}={raw!r}: use true or false.")
+    return raw == "true"

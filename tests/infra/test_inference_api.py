@@ -262,6 +262,7 @@ def test_function_runtime_settings_and_environment() -> None:
         "POWERTOOLS_SERVICE_NAME": "sagebert-front-door",
         "POWERTOOLS_METRICS_NAMESPACE": "SageBert",
         "POWERTOOLS_LOG_LEVEL": "INFO",
+        "SAGEBERT_TRACING": "true",
     }
     # Its own encrypted log group; the Powertools layer from AWS's public SSM parameter.
     log_group = tpl.to_json()["Resources"][function["LoggingConfig"]["LogGroup"]["Ref"]]["Properties"]
@@ -305,6 +306,36 @@ def test_function_may_invoke_only_this_endpoint() -> None:
         {"Principal": "apigateway.amazonaws.com", "SourceArn": Match.any_value()},
     )
     tpl.resource_count_is("AWS::Lambda::Permission", 1)
+
+
+def test_snap_start_on_a_published_version_that_api_gateway_calls_through_an_alias() -> None:
+    tpl = template()
+    function = only(tpl, "AWS::Lambda::Function")
+    assert function["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    (version_id,) = tpl.find_resources("AWS::Lambda::Version")
+    # The old version (and its billed snapshot) is deleted when a new one replaces it.
+    assert tpl.to_json()["Resources"][version_id]["DeletionPolicy"] == "Delete"
+    alias = only(tpl, "AWS::Lambda::Alias")
+    assert alias["Name"] == "live" and alias["FunctionVersion"] == {"Fn::GetAtt": [version_id, "Version"]}
+    (alias_id,) = tpl.find_resources("AWS::Lambda::Alias")
+    # API Gateway invokes the alias (a published version), never $LATEST, and may invoke only it.
+    (post,) = methods(tpl, "POST")
+    assert alias_id in json.dumps(post["Integration"]["Uri"])
+    permission = only(tpl, "AWS::Lambda::Permission")
+    assert permission["FunctionName"] == {"Ref": alias_id}
+
+
+def test_snap_start_and_tracing_can_be_turned_off() -> None:
+    tpl = template(snap_start=False, tracing=False)
+    function = only(tpl, "AWS::Lambda::Function")
+    assert "SnapStart" not in function
+    assert function.get("TracingConfig", {"Mode": "PassThrough"}) == {"Mode": "PassThrough"}
+    assert function["Environment"]["Variables"]["SAGEBERT_TRACING"] == "false"
+    assert only(tpl, "AWS::ApiGateway::Stage")["TracingEnabled"] is False
+    # No X-Ray permission is left, so no statement needs Resource "*".
+    statements = only(tpl, "AWS::IAM::ManagedPolicy")["PolicyDocument"]["Statement"]
+    assert [s["Sid"] for s in statements if s.get("Resource") == "*"] == []
+    assert not [s for s in statements if "xray" in json.dumps(s["Action"])]
 
 
 # --- WAF ----------------------------------------------------------------------------------------

@@ -90,6 +90,16 @@ def handler() -> Iterator[Any]:
     sys.modules.update(saved)
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    if len({key for key, _ in pairs}) < len(pairs):
+        raise ValueError("a key twice")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
 def _expected_status(body: bytes, content_type: str | None, base64_encoded: bool) -> int | None:
     """What the contract says, where it is simple to say; None where only 'a 4xx' is certain."""
     media = (content_type or "").split(";")
@@ -98,8 +108,8 @@ def _expected_status(body: bytes, content_type: str | None, base64_encoded: bool
     ):
         return 415
     try:
-        payload = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        payload = json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or not RFC 8259 JSON (NaN, a key twice)
         return 400
     if not ORACLE.is_valid(payload):
         return 400
