@@ -314,6 +314,7 @@ def test_the_packaged_runtime_must_fit_the_stage(
         with pytest.raises(ArtifactMissingError, match=refused):
             build()
 
+
 # --- PrivateNetwork -----------------------------------------------------------------------------
 
 
