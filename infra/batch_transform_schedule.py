@@ -50,16 +50,28 @@ MANIFEST_HANDLER = "batch_manifest.handler.lambda_handler"
 LOG_RETENTION = logs.RetentionDays.ONE_YEAR
 
 # Transform job names: at most 63 characters, [a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
-# (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html). The state
-# machine's role may only create jobs whose names start with JOB_NAME_PREFIX.
+# (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html). A stage's state
+# machine role may only create, stop and tag jobs whose names start with its own prefix, sagebert-<stage>-,
+# and its model role may only write those jobs' log streams: one stage cannot touch another's jobs.
 JOB_NAME_PREFIX = "sagebert-"
 TRANSFORM_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-# sagebert-<execution name, sanitized, first 42>-<first 8 hex of its SHA-256>-<attempt, 1..11>: the hash
-# keeps two execution names that share their first 42 characters (or differ only in characters the job
+TRANSFORM_JOB_NAME_MAX = 63
+# <prefix><execution name, sanitized, as many characters as fit>-<first 8 hex of its SHA-256>-<attempt, 1..11>:
+# the hash keeps two execution names that share their first characters (or differ only in characters the job
 # name cannot hold) apart; the attempt gives every capacity retry a fresh job name.
-EXECUTION_NAME_CHARS = 42
 HASH_CHARS = 8
 MAX_ATTEMPT_DIGITS = 2
+
+
+def job_name_prefix(stage_name: str) -> str:
+    """The prefix of every transform job a stage starts: sagebert-<stage>-."""
+    return f"{JOB_NAME_PREFIX}{stage_name}-"
+
+
+def execution_name_chars(prefix: str) -> int:
+    """How many characters of the execution name fit in a job name after `prefix`."""
+    return TRANSFORM_JOB_NAME_MAX - len(prefix) - 1 - HASH_CHARS - 1 - MAX_ATTEMPT_DIGITS
+
 
 # A capacity retry waits CAPACITY_WAIT_S * 2^(attempt - 1) seconds, at most CAPACITY_WAIT_MAX_S.
 CAPACITY_WAIT_S = 300
@@ -77,7 +89,7 @@ RUN_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 EXECUTION_NAME = "$states.context.Execution.Name"
 
 
-def transform_job_name(execution_name: str, attempt: int) -> str:
+def transform_job_name(execution_name: str, attempt: int, prefix: str = JOB_NAME_PREFIX) -> str:
     """The job name `job_name_expression` gives an execution (Python twin of the JSONata)."""
     # JSONata runs on JavaScript strings: $replace sees a character outside the Basic Multilingual Plane
     # as two UTF-16 code units, so it becomes two dashes.
@@ -86,15 +98,15 @@ def transform_job_name(execution_name: str, attempt: int) -> str:
         for char in execution_name
     )
     digest = hashlib.sha256(execution_name.encode("utf-8")).hexdigest()[:HASH_CHARS]
-    return f"{JOB_NAME_PREFIX}{sanitized[:EXECUTION_NAME_CHARS]}-{digest}-{attempt}"
+    return f"{prefix}{sanitized[: execution_name_chars(prefix)]}-{digest}-{attempt}"
 
 
-def job_name_expression(attempt: str) -> str:
+def job_name_expression(attempt: str, prefix: str = JOB_NAME_PREFIX) -> str:
     """JSONata for the transform job name of attempt `attempt` (a JSONata number expression)."""
     return (
-        f"'{JOB_NAME_PREFIX}' & $substring($replace({EXECUTION_NAME}, /[^A-Za-z0-9-]/, '-'), 0, "
-        f"{EXECUTION_NAME_CHARS}) & '-' & $substring($hash({EXECUTION_NAME}, 'SHA-256'), 0, {HASH_CHARS}) & '-' & "
-        f"$string({attempt})"
+        f"'{prefix}' & $substring($replace({EXECUTION_NAME}, /[^A-Za-z0-9-]/, '-'), 0, "
+        f"{execution_name_chars(prefix)}) & '-' & $substring($hash({EXECUTION_NAME}, 'SHA-256'), 0, {HASH_CHARS}) & "
+        f"'-' & $string({attempt})"
     )
 
 
@@ -179,8 +191,8 @@ class BatchTransformSchedule(Construct):
       SQS dead-letter queue) with its own role: StartExecution on this state machine, SendMessage to the queue;
     - a standard Step Functions state machine (JSONata; logs at level ALL without execution data, to a
       KMS-encrypted log group; X-Ray; 24 h timeout) with its own least-privilege role (no
-      AmazonSageMakerFullAccess): transform jobs named sagebert-*, the input prefix, the output prefix,
-      the topic, the manifest function;
+      AmazonSageMakerFullAccess): transform jobs named sagebert-<stage>-*, the input prefix, the output prefix,
+      the topic, the manifest function, a grant on the stage key for the job's volume (VolumeKmsKeyId);
     - the manifest Lambda (lambdas/batch_manifest; Python 3.14, arm64, Powertools layer, X-Ray) that counts
       input and output records and writes `_manifest.json`, failing the run when the counts differ;
     - a KMS-encrypted SNS topic (TLS only) for failures, optionally with an email subscription, and a
@@ -199,11 +211,13 @@ class BatchTransformSchedule(Construct):
         id_: str,
         *,
         settings: BatchSettings,
+        stage_name: str,
         model_name: str,
         bucket: s3.IBucket,
         key: kms.IKey,
     ) -> None:
         super().__init__(scope, id_)
+        self.job_name_prefix = job_name_prefix(stage_name)
         if len(str(settings.capacity_retries + 1)) > MAX_ATTEMPT_DIGITS:
             raise ValueError("capacity_retries must leave the attempt number at most two digits (<= 98).")
         stack = Stack.of(self)
@@ -243,7 +257,7 @@ class BatchTransformSchedule(Construct):
             description="sagebert batch transform state machine",
         )
         transform_jobs = stack.format_arn(
-            service="sagemaker", resource="transform-job", resource_name=f"{JOB_NAME_PREFIX}*"
+            service="sagemaker", resource="transform-job", resource_name=f"{self.job_name_prefix}*"
         )
         policy = iam.ManagedPolicy(
             self,
@@ -284,6 +298,15 @@ class BatchTransformSchedule(Construct):
                 # The skip record (SSE-KMS by the bucket's default) and the encrypted topic.
                 iam.PolicyStatement(
                     sid="UseDataKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]
+                ),
+                # VolumeKmsKeyId: SageMaker encrypts the job's ML storage volume with the stage key through a grant it
+                # creates as the caller of CreateTransformJob, for its own use only.
+                # https://docs.aws.amazon.com/sagemaker/latest/dg/api-permissions-reference.html
+                iam.PolicyStatement(
+                    sid="VolumeKeyGrant",
+                    actions=["kms:CreateGrant", "kms:DescribeKey"],
+                    resources=[key.key_arn],
+                    conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
                 ),
                 iam.PolicyStatement(sid="NotifyFailures", actions=["sns:Publish"], resources=[self.topic.topic_arn]),
                 iam.PolicyStatement(
@@ -330,8 +353,8 @@ class BatchTransformSchedule(Construct):
             policy,
             "AwsSolutions-IAM5",
             [transform_jobs],
-            "Transform job names are generated per execution (sagebert-<execution>-<hash>-<attempt>); the grant is "
-            "limited to jobs with that prefix in this account and region.",
+            f"Transform job names are generated per execution ({self.job_name_prefix}<execution>-<hash>-<attempt>); "
+            "the grant is limited to this stage's jobs (that prefix) in this account and region.",
         )
         acknowledge_resources(
             policy,
@@ -596,7 +619,7 @@ class BatchTransformSchedule(Construct):
             comment="Job name, input prefix and this run's own output prefix (the execution name is unique).",
             assign={
                 "attempt": 1,
-                "jobName": "{% " + job_name_expression("1") + " %}",
+                "jobName": "{% " + job_name_expression("1", self.job_name_prefix) + " %}",
                 "inputPrefix": "{% '" + settings.input_prefix + "' & $runDate & '/' %}",
                 "outputPrefix": "{% '" + settings.output_prefix + "' & " + run_prefix + " %}",
                 "inputUri": "{% 's3://' & $bucket & '/" + settings.input_prefix + "' & $runDate & '/' %}",
@@ -656,7 +679,10 @@ class BatchTransformSchedule(Construct):
             time=sfn.WaitTime.seconds(
                 f"{{% $min([{CAPACITY_WAIT_MAX_S}, {CAPACITY_WAIT_S} * $power(2, $attempt - 1)]) %}}"
             ),
-            assign={"attempt": "{% $attempt + 1 %}", "jobName": "{% " + job_name_expression("$attempt + 1") + " %}"},
+            assign={
+                "attempt": "{% $attempt + 1 %}",
+                "jobName": "{% " + job_name_expression("$attempt + 1", self.job_name_prefix) + " %}",
+            },
         )
         manifest = tasks.LambdaInvoke.jsonata(
             self,
@@ -755,6 +781,9 @@ class BatchTransformSchedule(Construct):
                 "InstanceCount": settings.instance_count,
             },
         }
+        # The job's ML storage volume, with the stage key. batch.instance_type is a CPU type TransformInstanceType
+        # lists, and none of those carries NVMe storage (c5d and the like, which reject a key, are not offered).
+        arguments["TransformResources"]["VolumeKmsKeyId"] = key.key_arn
         if settings.max_concurrent_transforms:
             arguments["MaxConcurrentTransforms"] = settings.max_concurrent_transforms
         return arguments

@@ -26,7 +26,8 @@ from infra.endpoint_config import VARIANT_NAME, EndpointSettings
 from infra.model_config import BundledModel, HubModel, ModelSource
 from infra.monitoring_config import MonitoringSettings
 from infra.powertools import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_REGIONS
-from infra.schema import API_INTEGRATION_TIMEOUT_S, EMAIL
+from infra.schema import API_INTEGRATION_TIMEOUT_S, EMAIL, EXPIRY_DAYS, LogRetentionDays
+from infra.schema import LOG_RETENTION_DAYS as LOG_RETENTION_DAYS  # re-exported: the README and tests read it here
 from infra.schema import Strict as _Strict
 from infra.traffic_config import TrafficSettings
 
@@ -41,11 +42,19 @@ LAMBDA_BUDGET_S = API_INTEGRATION_TIMEOUT_S - 1
 # InvokeEndpoint accepts at most 6 MB of payload
 # (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html).
 INVOKE_ENDPOINT_MAX_BYTES = 6_000_000
-# The retention periods CloudWatch Logs accepts (PutRetentionPolicy's retentionInDays).
-LogRetentionDays = Literal[
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653
+# The security policies API Gateway accepts for a regional (or private) REST API's own endpoint, TLS 1.2 or newer:
+# every value of botocore's apigateway SecurityPolicy enum except TLS_1_0 and the edge-optimized (_EDGE) ones.
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-security-policies-list.html
+TlsSecurityPolicy = Literal[
+    "SecurityPolicy_TLS13_1_2_2021_06",
+    "SecurityPolicy_TLS13_1_3_2025_09",
+    "SecurityPolicy_TLS13_1_3_FIPS_2025_09",
+    "SecurityPolicy_TLS13_1_2_PFS_PQ_2025_09",
+    "SecurityPolicy_TLS13_1_2_FIPS_PQ_2025_09",
+    "SecurityPolicy_TLS13_1_2_FIPS_PFS_PQ_2025_09",
+    "SecurityPolicy_TLS13_1_2_PQ_2025_09",
+    "TLS_1_2",
 ]
-LOG_RETENTION_DAYS: tuple[int, ...] = get_args(LogRetentionDays)
 COGNITO_USER_POOL_ARN = re.compile(
     r"^arn:aws[-a-z]*:cognito-idp:[a-z]{2}(-[a-z]+)+-\d:\d{12}:userpool/[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]+$"
 )
@@ -209,7 +218,8 @@ class ApiSettings(_Strict):
         2,
         ge=1,
         le=3,
-        description="The Lambda's sagemaker-runtime client: attempts per request, the first included. "
+        description="The front door's InvokeEndpoint attempts per request, the first included; it tries again only "
+        "after throttling or a connection that never opened, never after a read timeout. "
         "max_attempts * (connect_timeout_s + read_timeout_s) + 1 must be at most 28 s (API Gateway gives up "
         "after 29 s); the Lambda's timeout is that worst case, rounded up.",
     )
@@ -235,8 +245,8 @@ class ApiSettings(_Strict):
     )
     log_retention_days: LogRetentionDays = Field(
         90,
-        description="Days CloudWatch keeps the API's access logs and the Lambda's logs (a value CloudWatch "
-        "Logs accepts).",
+        description="Days CloudWatch keeps the API's access and execution logs, the WAF's and the Lambda's logs (a "
+        "value CloudWatch Logs accepts).",
     )
     tracing: bool = Field(
         True,
@@ -252,6 +262,19 @@ class ApiSettings(_Strict):
         "version is active (at least 3 hours; about USD 1.95 a month at 512 MB in us-east-1) and a restore "
         "charge per GB each time an environment is resumed (about USD 0.00007 at 512 MB). Old versions are "
         "deleted on update, so only the live one is cached. false: off (init on every cold start).",
+    )
+    tls_security_policy: TlsSecurityPolicy = Field(
+        "SecurityPolicy_TLS13_1_2_2021_06",
+        description="The REST API's TLS security policy on its execute-api endpoint (CreateRestApi's securityPolicy): "
+        "the TLS versions and cipher suites API Gateway accepts from callers. Default: TLS 1.3 and 1.2 (a regional "
+        "API left without one gets TLS_1_0). SecurityPolicy_TLS13_1_3_2025_09: TLS 1.3 only; the _FIPS_ and _PQ_ "
+        "policies add FIPS ciphers and post-quantum key exchange; TLS_1_2 is the legacy TLS 1.2 policy.",
+    )
+    endpoint_access_mode: Literal["STRICT", "BASIC"] = Field(
+        "STRICT",
+        description="The REST API's endpoint access mode, required with a SecurityPolicy_ policy (ignored with "
+        "TLS_1_2): STRICT refuses requests whose TLS SNI does not name this API's regional endpoint; BASIC does "
+        "not check.",
     )
     account_cloudwatch_role: bool = Field(
         True,
@@ -349,6 +372,13 @@ class BatchSettings(_Strict):
         description="Key prefix in the artifact bucket for results: a run writes `<output_prefix><YYYY-MM-DD>/"
         "<execution name>/` (a `.out` object per input object and `_manifest.json`, or `_skipped.json` when there "
         "was no input), so a run never overwrites an earlier one. Ends with /; must not overlap input_prefix.",
+    )
+    expire_after_days: int = Field(
+        90,
+        ge=EXPIRY_DAYS[0],
+        le=EXPIRY_DAYS[1],
+        description="Days S3 keeps objects under input_prefix and output_prefix before a lifecycle rule deletes them "
+        "(older versions go 30 days later). Copy results you keep longer elsewhere.",
     )
     instance_type: str = Field(
         "ml.c6i.xlarge",
@@ -523,7 +553,8 @@ class StageConfig(_Strict):
     production: bool = Field(
         False,
         description="Production safeguards: >= 2 endpoint instances, data retained on stack "
-        "deletion, no Hub downloads unless explicitly allowed.",
+        "deletion, no Hub downloads unless explicitly allowed, an API (if any) with auth iam or cognito (never "
+        "api_key) behind a WAF web ACL (api.waf).",
     )
     retain_data: bool = Field(
         True,
@@ -611,6 +642,18 @@ class StageConfig(_Strict):
                     "start-up would depend on the Hugging Face Hub. Package the model (source: "
                     f"bundled or s3), or set {key}.allow_download_in_production: true."
                 )
+        if self.api is not None and self.api.auth == "api_key":
+            raise ValueError(
+                "api.auth = api_key with production: true; an API key identifies a caller for quotas but is no "
+                "authentication (anyone holding the key's value is that caller, and it travels in every request). "
+                "Use api.auth: iam (SigV4) or cognito. "
+                "https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-api-usage-plans.html"
+            )
+        if self.api is not None and self.api.waf is None:
+            raise ValueError(
+                "api.waf is missing with production: true; a production API needs a WAF web ACL (managed rules and a "
+                "per-IP rate limit) in front of it. Add `waf: {rate_limit: 2000}` under api."
+            )
         if self.api is not None and "*" in self.api.cors_allow_origins:
             raise ValueError(
                 "api.cors_allow_origins = ['*'] with production: true; a production API lists the origins "
@@ -711,6 +754,16 @@ def load_all(config_dir: Path) -> dict[str, StageConfig]:
                 "pipeline.yaml holds the promotion pipeline's settings and is never a stage)."
             )
         stages[file.stem] = load_stage_config(file)
+    # A stage's roles may touch only transform jobs named sagebert-<stage>-*; with stages `dev` and `dev-2` that
+    # pattern of dev would also match dev-2's jobs.
+    for name in stages:
+        shadowed = sorted(other for other in stages if other != name and other.startswith(f"{name}-"))
+        if shadowed:
+            raise ConfigError(
+                f"{config_dir}: stage names {name!r} and {shadowed[0]!r}: {name}'s transform-job grant "
+                f"(sagebert-{name}-*) would also match {shadowed[0]}'s jobs. Rename one so that no stage name is "
+                "another's followed by '-', e.g. dev2 instead of dev-2."
+            )
     return stages
 
 

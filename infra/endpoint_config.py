@@ -7,6 +7,7 @@ README's "Rejected combinations" table lists each one and a test keeps every row
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -15,11 +16,12 @@ from infra import compute_profiles
 from infra import sagemaker_api as api
 from infra.compute_profiles import HOURS_PER_MONTH, Compute
 from infra.model_config import HubModel, ModelSource
-from infra.schema import Strict
+from infra.schema import EXPIRY_DAYS, LogRetentionDays, Strict
 
 VARIANT_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 ENDPOINT_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 KEY_PREFIX = r"^([A-Za-z0-9_.-]+/)+$"
+ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]+$"
 # Deployment guardrails watch at most 10 alarms, and sagebert gives each production variant two (5XX errors
 # and model latency): at most 5 production variants.
 MAX_VARIANTS = 5
@@ -170,6 +172,13 @@ class AsyncSettings(Strict):
         le=api.maximum("AsyncInferenceClientConfig.MaxConcurrentInvocationsPerInstance"),
         description="Requests SageMaker sends to one instance at a time.",
     )
+    expire_after_days: int = Field(
+        30,
+        ge=EXPIRY_DAYS[0],
+        le=EXPIRY_DAYS[1],
+        description="Days S3 keeps request bodies, answers and failures under the three async prefixes before a "
+        "lifecycle rule deletes them (older versions go 30 days later).",
+    )
     include_answer_in_notification: bool = Field(
         False,
         description="Put the answer in the success notification (SNS) too; off by default so answers stay in the "
@@ -197,6 +206,29 @@ class DataCaptureSettings(Strict):
         min_length=1,
         description="Content types stored as JSON text (others are base64-encoded).",
     )
+    expire_after_days: int = Field(
+        30,
+        ge=EXPIRY_DAYS[0],
+        le=EXPIRY_DAYS[1],
+        description="Days S3 keeps captured requests and answers before a lifecycle rule deletes them (older "
+        "versions go 30 days later).",
+    )
+    reader_role_arns: list[str] = Field(
+        [],
+        description="IAM roles that may read the captured data (e.g. a Model Monitor or analysis role). The bucket "
+        "policy denies reading and writing under the capture prefix to every other principal except the stage's "
+        "endpoint model roles, which write it.",
+    )
+
+    @model_validator(mode="after")
+    def _readers(self) -> DataCaptureSettings:
+        for index, arn in enumerate(self.reader_role_arns):
+            if not re.match(ROLE_ARN, arn):
+                raise ValueError(
+                    f"endpoint.data_capture.reader_role_arns[{index}] = {arn!r} is not an IAM role ARN; expected "
+                    "arn:aws:iam::<12-digit account>:role/<name>."
+                )
+        return self
 
 
 class VpcSettings(Strict):
@@ -286,6 +318,11 @@ class EndpointSettings(Strict):
         description="Production variant name. Keep it stable: deployment guardrails need the same name across updates.",
     )
     weight: float = Field(1.0, gt=0, le=1000, description="The main variant's traffic weight (with variants).")
+    log_retention_days: LogRetentionDays = Field(
+        90,
+        description="Days CloudWatch Logs keeps the endpoint's container logs (the log group "
+        "/aws/sagemaker/Endpoints/<name>, created by the stack and encrypted with the stage key).",
+    )
     threads_per_worker: int = Field(
         1,
         ge=1,

@@ -21,9 +21,12 @@ from infra.image_catalog import DlcImage, Flavour
 from infra.model_config import BundledModel, HubModel, ModelSource, S3Model
 from infra.region_support import require_region
 
-# Log groups SageMaker creates for endpoints and transform jobs. The endpoint name is generated at
-# deploy time, after this role exists, so the role can only be scoped to the prefix.
-_LOG_GROUP_PREFIXES = ("/aws/sagemaker/Endpoints/", "/aws/sagemaker/TransformJobs/")
+# Where SageMaker writes a model's container logs, as its execution role: an endpoint's to the log group
+# /aws/sagemaker/Endpoints/<endpoint name> (streams <variant>/<instance id>), every transform job's to the one
+# account-wide group /aws/sagemaker/TransformJobs (streams <job name>/<instance id>-<time>).
+# https://docs.aws.amazon.com/sagemaker/latest/dg/logging-cloudwatch.html
+ENDPOINT_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
+TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"
 # CloudWatch namespaces of the instance metrics the container publishes as the execution role.
 # https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html
 METRIC_NAMESPACES = ("/aws/sagemaker/Endpoints", "/aws/sagemaker/TransformJobs")
@@ -55,6 +58,20 @@ def _check_packaged_runtime(artifact: Path, source: BundledModel, runtime: str |
             "rebuild it with `python -m sagebert package --runtimes onnx,torch` (make package does when a stage "
             "in config/ uses compute: gpu)."
         )
+
+
+@dataclass(frozen=True)
+class ModelLogs:
+    """Whose logs the model's role may write: one endpoint's (its fixed name), and/or transform jobs whose names
+    start with `transform_job_prefix` (sagebert-<stage>-)."""
+
+    endpoint_name: str | None = None
+    transform_job_prefix: str | None = None
+
+
+def endpoint_log_group_name(endpoint_name: str) -> str:
+    """The log group SageMaker writes an endpoint's container logs to."""
+    return f"{ENDPOINT_LOG_GROUP_PREFIX}{endpoint_name}"
 
 
 @dataclass(frozen=True)
@@ -90,12 +107,15 @@ class HuggingFaceModel(Construct):
         server_workers: int | None = None,
         network_isolation: bool | None = None,
         vpc: ModelVpc | None = None,
+        logs: ModelLogs,
+        role_path: str = "/",
     ) -> None:
         """`runtime` sets SAGEBERT_RUNTIME (the handler mode of the compute profile); `server_workers` the
         model server's worker count (SAGEMAKER_MODEL_SERVER_WORKERS; the handler then takes the cores
         divided among them as its threads; None: one worker per core); `network_isolation`
         overrides the source's setting (serverless does not support isolation); `vpc` puts the model's
-        containers in those subnets and security groups."""
+        containers in those subnets and security groups; `logs` names the endpoint and transform jobs whose
+        logs the role may write; `role_path` is the execution role's IAM path (bucket policies match it)."""
         super().__init__(scope, id_)
         stack = Stack.of(self)
         statements: list[iam.PolicyStatement] = []
@@ -179,19 +199,7 @@ class HuggingFaceModel(Construct):
             ),
             # ecr:GetAuthorizationToken has no resource-level permissions: "*" is the only form.
             iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-            iam.PolicyStatement(
-                sid="WriteOwnLogs",
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
-                resources=[
-                    stack.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name=f"{prefix}*",
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                    for prefix in _LOG_GROUP_PREFIXES
-                ],
-            ),
+            *_log_statements(stack, logs),
             # The container publishes the instance metrics (CPUUtilization, MemoryUtilization, DiskUtilization,
             # GPU*) under /aws/sagemaker/Endpoints and /aws/sagemaker/TransformJobs as this role; SageMaker's
             # minimum CreateModel policy lists it. PutMetricData takes no resource ARN: the namespace condition
@@ -210,6 +218,7 @@ class HuggingFaceModel(Construct):
             "ExecutionRole",
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description="sagebert model execution role",
+            path=role_path,
         )
         # A customer-managed policy rather than an inline one (NIST 800-53 IAMNoInlinePolicy).
         self.policy = iam.ManagedPolicy(self, "ExecutionPolicy", statements=statements, roles=[self.role])
@@ -243,12 +252,27 @@ class HuggingFaceModel(Construct):
                 else ""
             ),
         )
-        for prefix in _LOG_GROUP_PREFIXES:
+        if logs.endpoint_name is not None:
+            group = endpoint_log_group_name(logs.endpoint_name)
             acknowledge(
                 self.policy,
-                f"AwsSolutions-IAM5[Resource::{_nag_arn(stack, 'logs')}:log-group:{prefix}*]",
-                f"SageMaker names the log group {prefix}<generated name> only at deploy time, after "
-                "this role exists; the grant is limited to that prefix in this account and region.",
+                f"AwsSolutions-IAM5[Resource::{_nag_arn(stack, 'logs')}:log-group:{group}:*]",
+                f"The streams of this endpoint's own log group {group}, which SageMaker names per variant and "
+                "instance (<variant>/<instance id>) as instances start.",
+            )
+        if logs.transform_job_prefix is not None:
+            acknowledge(
+                self.policy,
+                f"AwsSolutions-IAM5[Resource::{_nag_arn(stack, 'logs')}:log-group:{TRANSFORM_LOG_GROUP}:*]",
+                f"CreateLogGroup and DescribeLogStreams only, on the account's {TRANSFORM_LOG_GROUP} group that "
+                "every transform job logs to; writing is limited to this stage's streams (next statement).",
+            )
+            acknowledge(
+                self.policy,
+                f"AwsSolutions-IAM5[Resource::{_nag_arn(stack, 'logs')}:log-group:{TRANSFORM_LOG_GROUP}:log-stream:"
+                f"{logs.transform_job_prefix}*]",
+                f"SageMaker names a transform job's streams <job name>/<instance id>-<time>; the grant is the "
+                f"streams of this stage's jobs ({logs.transform_job_prefix}*) only.",
             )
         # CloudFormation must not create the model before its role can read the model data.
         self.model.node.add_dependency(self.policy)
@@ -330,6 +354,42 @@ class HuggingFaceModel(Construct):
             f"Batch transform jobs run as this role: they read whatever objects a run finds under {input_prefix} "
             f"and write results under {output_prefix}, named at run time; the grant is limited to those prefixes.",
         )
+
+
+def _log_statements(stack: Stack, logs: ModelLogs) -> list[iam.PolicyStatement]:
+    """Write the logs of this endpoint and of this stage's transform jobs, nothing else."""
+
+    def arn(name: str) -> str:
+        return stack.format_arn(
+            service="logs", resource="log-group", resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME
+        )
+
+    statements: list[iam.PolicyStatement] = []
+    if logs.endpoint_name is not None:
+        # The stack creates the group (with the stage key and a retention); SageMaker creates the streams.
+        # CloudWatch Logs checks group-level calls against log-group:<name> or log-group:<name>:*.
+        group = endpoint_log_group_name(logs.endpoint_name)
+        statements.append(
+            iam.PolicyStatement(
+                sid="EndpointLogs",
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+                resources=[arn(group), arn(f"{group}:*")],
+            )
+        )
+    if logs.transform_job_prefix is not None:
+        statements += [
+            iam.PolicyStatement(
+                sid="TransformLogGroup",
+                actions=["logs:CreateLogGroup", "logs:DescribeLogStreams"],
+                resources=[arn(TRANSFORM_LOG_GROUP), arn(f"{TRANSFORM_LOG_GROUP}:*")],
+            ),
+            iam.PolicyStatement(
+                sid="TransformLogStreams",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[arn(f"{TRANSFORM_LOG_GROUP}:log-stream:{logs.transform_job_prefix}*")],
+            ),
+        ]
+    return statements
 
 
 def _nag_arn(stack: Stack, service: str) -> str:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Annotations, ArnFormat, Duration, Names, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, Names, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_iam as iam
@@ -20,6 +20,7 @@ from constructs import Construct, IConstruct
 from infra.compliance import acknowledge
 from infra.config import ApiSettings, WafSettings
 from infra.key_policies import allow_cloudwatch_logs
+from infra.log_retention import RETENTION
 from infra.powertools import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_REGIONS
 from infra.realtime_endpoint import RealtimeEndpoint
 from infra.region_support import require_region
@@ -67,11 +68,19 @@ GATEWAY_RESPONSE_TEMPLATE = '{"code": "%s", "message": $context.error.messageStr
 
 # One JSON object per request, never a body or a header value: who called what, how it ended, how long
 # it took. API Gateway escapes the values it puts into a JSON access-log format.
+# The caller fields say who it was whatever the stage's auth: the IAM principal (iam: caller, user, userArn,
+# accountId), the Cognito user (cognito: sub), the API key's id, never its value (api_key: apiKeyId).
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-mapping-template-reference.html
 ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId",
     "ip": "$context.identity.sourceIp",
     "caller": "$context.identity.caller",
     "user": "$context.identity.user",
+    "userArn": "$context.identity.userArn",
+    "accountId": "$context.identity.accountId",
+    "apiKeyId": "$context.identity.apiKeyId",
+    "cognitoSub": "$context.authorizer.claims.sub",
+    "tlsVersion": "$context.tlsVersion",
     "requestTime": "$context.requestTime",
     "httpMethod": "$context.httpMethod",
     "resourcePath": "$context.resourcePath",
@@ -81,32 +90,6 @@ ACCESS_LOG_FIELDS = {
     "integrationLatency": "$context.integrationLatency",
     "responseLatency": "$context.responseLatency",
     "errorMessage": "$context.error.message",
-}
-
-# CloudWatch Logs retention in days -> CDK's enum (config.LOG_RETENTION_DAYS lists the same values).
-RETENTION = {
-    1: logs.RetentionDays.ONE_DAY,
-    3: logs.RetentionDays.THREE_DAYS,
-    5: logs.RetentionDays.FIVE_DAYS,
-    7: logs.RetentionDays.ONE_WEEK,
-    14: logs.RetentionDays.TWO_WEEKS,
-    30: logs.RetentionDays.ONE_MONTH,
-    60: logs.RetentionDays.TWO_MONTHS,
-    90: logs.RetentionDays.THREE_MONTHS,
-    120: logs.RetentionDays.FOUR_MONTHS,
-    150: logs.RetentionDays.FIVE_MONTHS,
-    180: logs.RetentionDays.SIX_MONTHS,
-    365: logs.RetentionDays.ONE_YEAR,
-    400: logs.RetentionDays.THIRTEEN_MONTHS,
-    545: logs.RetentionDays.EIGHTEEN_MONTHS,
-    731: logs.RetentionDays.TWO_YEARS,
-    1096: logs.RetentionDays.THREE_YEARS,
-    1827: logs.RetentionDays.FIVE_YEARS,
-    2192: logs.RetentionDays.SIX_YEARS,
-    2557: logs.RetentionDays.SEVEN_YEARS,
-    2922: logs.RetentionDays.EIGHT_YEARS,
-    3288: logs.RetentionDays.NINE_YEARS,
-    3653: logs.RetentionDays.TEN_YEARS,
 }
 
 
@@ -147,6 +130,8 @@ class InferenceApi(Construct):
         super().__init__(scope, id_)
         if production and "*" in settings.cors_allow_origins:
             raise ValueError("cors_allow_origins '*' is refused in production; list the allowed origins.")
+        if production and (settings.auth == "api_key" or settings.waf is None):
+            raise ValueError("a production API needs auth iam or cognito (not api_key) and a WAF web ACL (api.waf).")
         stack = Stack.of(self)
         retention = RETENTION[settings.log_retention_days]
         allow_cloudwatch_logs(key)
@@ -298,7 +283,28 @@ class InferenceApi(Construct):
                 ),
             ),
         )
+        # The execute-api endpoint's TLS policy. RestApi (the L2) has no property for it in this CDK version, but
+        # AWS::ApiGateway::RestApi takes SecurityPolicy and EndpointAccessMode on a regional API without a custom
+        # domain; the access mode is required with the enhanced (SecurityPolicy_) policies only.
+        # https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-security-policies.html
+        cfn_api = self.api.node.default_child
+        assert isinstance(cfn_api, apigateway.CfnRestApi)
+        cfn_api.security_policy = settings.tls_security_policy
+        if settings.tls_security_policy.startswith("SecurityPolicy_"):
+            cfn_api.endpoint_access_mode = settings.endpoint_access_mode
         stage = self.api.deployment_stage
+        # The execution-log group API Gateway would otherwise create itself (unencrypted, kept forever), made with
+        # the stage key and the API's retention before the stage that logs to it.
+        # https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-logging.html
+        self.execution_logs = logs.LogGroup(
+            self,
+            "ExecutionLogs",
+            log_group_name=f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{STAGE_NAME}",
+            encryption_key=key,
+            retention=retention,
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+        )
+        stage.node.add_dependency(self.execution_logs)
         if settings.account_cloudwatch_role:
             cloudwatch_role = self.api.node.find_child("CloudWatchRole")
             # CDK writes this managed policy's ARN with the AWS::Partition pseudo parameter even in a stack pinned to
@@ -429,10 +435,6 @@ class InferenceApi(Construct):
             )
             acknowledge(stage, "AwsSolutions-APIG3", reason)
             acknowledge(stage, "NIST.800.53.R5-APIGWAssociatedWithWAF", reason)
-            if production:
-                Annotations.of(self).add_warning_v2(
-                    "sagebert:no-waf", "production API without a WAF web ACL; consider adding api.waf."
-                )
 
         self.url: str = self.api.url_for_path(PREDICT_PATH)
         self.health_url: str = self.api.url_for_path(HEALTH_PATH)
@@ -460,8 +462,10 @@ class InferenceApi(Construct):
                 )
             elif settings.auth == "api_key":
                 reason = (
-                    "api.auth = api_key for this stage: callers are identified by API key, with the usage plan's "
-                    "throttle and quota per key; choose auth iam or cognito for per-caller authorization."
+                    "api.auth = api_key for this stage (refused with production: true): API Gateway checks only that "
+                    "the x-api-key header holds a key of the usage plan, for its throttle and quota, and the access "
+                    "log records the key's id; the key is a shared secret, not authentication. Choose auth iam or "
+                    "cognito to authenticate callers."
                 )
                 acknowledge(method, "AwsSolutions-APIG4", reason)
                 acknowledge(method, "AwsSolutions-COG4", reason)

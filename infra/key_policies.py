@@ -46,12 +46,26 @@ def allow_cloudwatch_alarms(key: kms.IKey) -> None:
     SNS asks KMS for a data key on behalf of the publisher, so the key policy must allow the
     publishing service (an IAM policy cannot be given to a service principal).
     https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services
+    Confused-deputy guard: only alarms of this account and region (the key's) may have the key used for them;
+    alarm names are generated, so the source is every alarm there, never another account's.
     """
+    key_stack = Stack.of(key)
     key.add_to_resource_policy(
         iam.PolicyStatement(
             sid="CloudWatchAlarmsPublishToEncryptedTopics",
             principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
             actions=["kms:Decrypt", "kms:GenerateDataKey"],
             resources=["*"],
+            conditions={
+                "StringEquals": {"aws:SourceAccount": key_stack.account},
+                "ArnLike": {
+                    "aws:SourceArn": key_stack.format_arn(
+                        service="cloudwatch",
+                        resource="alarm",
+                        resource_name="*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                },
+            },
         )
     )

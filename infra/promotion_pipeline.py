@@ -46,9 +46,15 @@ BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
 SYNTH_RUNTIMES = {"python": "3.11", "nodejs": "20", "java": "corretto17"}
 SMOKE_RUNTIMES = {"python": "3.11"}
 ARTIFACT_LOG_PREFIX = "pipeline-artifacts/"
-# The smoke test needs only botocore, at the version the project is tested with (requirements/lock.txt).
+# The smoke test needs only botocore and its dependencies, at the versions and with the hashes the project is tested
+# with: their entries (pin and --hash lines) are cut out of requirements/lock.txt and installed hash-checked.
+SMOKE_PACKAGES = ("botocore", "jmespath", "python-dateutil", "six", "urllib3")
 SMOKE_INSTALL = (
-    "python -m pip install --quiet --disable-pip-version-check \"$(grep '^botocore==' requirements/lock.txt)\""
+    f"awk -v want='{' '.join(SMOKE_PACKAGES)}' "
+    '\'BEGIN {n = split(want, w, " "); for (i = 1; i <= n; i++) k[w[i]] = 1} '
+    '/^[^ #]/ {split($1, a, "=="); keep = (a[1] in k)} keep\' requirements/lock.txt > /tmp/smoke-requirements.txt'
+    " && python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps "
+    "-r /tmp/smoke-requirements.txt"
 )
 
 
@@ -403,8 +409,10 @@ def _known_grant(statement: dict[str, Any], artifact_resources: list[Any], key_a
         )
     if actions <= _CODEBUILD_LOG_ACTIONS and all(_CODEBUILD_LOGS.match(r) for r in spelled):
         return (
-            "CodeBuild's grant to its project role: the log group /aws/codebuild/<project> and its streams, and "
-            "the project's report groups, whose names CodeBuild generates per build."
+            "CodeBuild's grant to a project role, written by CDK: the log group /aws/codebuild/<project> and its "
+            "streams and the report groups <project>-*, which CodeBuild names per build; for CDK Pipelines' one shared "
+            "asset-publishing role (AssetSingletonRole, used by every asset project) CDK writes /aws/codebuild/* and "
+            "report-group/* in this account and region, and offers no option to narrow them."
         )
     if (
         actions == {"sts:AssumeRole"}
@@ -416,11 +424,18 @@ def _known_grant(statement: dict[str, Any], artifact_resources: list[Any], key_a
             "Self-mutation assumes the CDK bootstrap roles (deploy, file and image publishing), which CDK names "
             "per account and region; the condition limits it to roles tagged aws-cdk:bootstrap-role."
         )
-    if spelled == ["*"] and actions <= _NO_RESOURCE_LEVEL_ACTIONS:
+    if spelled == ["*"] and actions <= _SELF_MUTATION_READS:
         return (
-            "CDK Pipelines' self-mutation and asset publishing: cloudformation:DescribeStacks and s3:ListBucket "
-            "(listing buckets is account-wide) are called before the target stack and bucket are known; the "
-            "asset role's codebuild calls are CDK Pipelines' publishing wiring."
+            "CDK Pipelines' self-mutation role: CDK writes cloudformation:DescribeStacks and s3:ListBucket on '*' "
+            "itself (pipelines codepipeline.ts) and offers no option to narrow them; both take resource ARNs, but "
+            "the stacks and asset buckets it reads are those of the promoted accounts, known only from the cloud "
+            "assembly at run time. Both only read."
+        )
+    if spelled == ["*"] and actions <= _ASSET_ROLE_BUILD_ACTIONS:
+        return (
+            "CDK Pipelines' one shared asset-publishing role (AssetSingletonRole): CDK writes codebuild:StartBuild, "
+            "StopBuild and BatchGetBuilds on '*' and offers no option to narrow them. These actions do take project "
+            "ARNs; the pipeline's own CodeBuild action role holds them scoped to the asset projects' ARNs."
         )
     return None
 
@@ -452,13 +467,8 @@ _CODEBUILD_LOGS = re.compile(
     r"^arn:[a-z-]+:(logs:[a-z0-9-]+:\d{12}:log-group:/aws/codebuild/|codebuild:[a-z0-9-]+:\d{12}:report-group/)"
 )
 _BOOTSTRAP_ROLES = re.compile(r"^arn:\*:iam::\d{12}:role/\*$")
-_NO_RESOURCE_LEVEL_ACTIONS = {
-    "cloudformation:DescribeStacks",
-    "s3:ListBucket",
-    "codebuild:BatchGetBuilds",
-    "codebuild:StartBuild",
-    "codebuild:StopBuild",
-}
+_SELF_MUTATION_READS = {"cloudformation:DescribeStacks", "s3:ListBucket"}
+_ASSET_ROLE_BUILD_ACTIONS = {"codebuild:BatchGetBuilds", "codebuild:StartBuild", "codebuild:StopBuild"}
 _INLINE_REASON = (
     "CDK Pipelines adds each action's permissions to its role's default (inline) policy while it wires the "
     "pipeline; every statement there is scoped to the pipeline's own bucket, key, projects and bootstrap roles."

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
@@ -17,6 +18,9 @@ from constructs import Construct
 from infra import compute_profiles
 from infra.compliance import acknowledge
 from infra.endpoint_config import EndpointSettings
+from infra.hugging_face_model import endpoint_log_group_name
+from infra.key_policies import allow_cloudwatch_logs
+from infra.log_retention import RETENTION
 
 # SageMaker publishes invocation metrics (EndpointName, VariantName) and, for instance-backed variants,
 # instance metrics (CPU, memory, disk, GPU) under these namespaces.
@@ -47,7 +51,8 @@ class RealtimeEndpoint(Construct):
     - deployment guardrails on every update: blue/green (all at once, canary or linear) with automatic
       rollback on per-variant 5XX and model-latency alarms, and retained instance counts under autoscaling;
     - target-tracking autoscaling (invocations per instance; backlog per instance and scale to zero for async);
-    - data capture and async output into the stage's bucket, encrypted with the stage's key.
+    - data capture and async output into the stage's bucket, encrypted with the stage's key;
+    - the endpoint's log group /aws/sagemaker/Endpoints/<name> (stage key, `settings.log_retention_days`).
 
     Exposes `endpoint_name`, `endpoint_arn`, `variant_names` (production variants), `instance_types`, `has_instances`,
     `gpu`,
@@ -65,6 +70,7 @@ class RealtimeEndpoint(Construct):
         shadow: VariantModel | None,
         key: kms.IKey,
         bucket: s3.IBucket,
+        retain_logs: bool = True,
     ) -> None:
         super().__init__(scope, id_)
         profile = settings.profile
@@ -143,6 +149,20 @@ class RealtimeEndpoint(Construct):
             if settings.autoscaling is not None
             else None,
         )
+        # The container log group SageMaker would otherwise create itself, unencrypted and kept forever: made here
+        # with the stage key and the configured retention, before the endpoint, so SageMaker finds it.
+        allow_cloudwatch_logs(key)
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=endpoint_log_group_name(endpoint_name),
+            encryption_key=key,
+            retention=RETENTION[settings.log_retention_days],
+            # Fixed name: RetainExceptOnCreate, so a rolled-back first create leaves nothing behind; deleted with the
+            # stack where the stage's data is (retain_data: false), so a later deploy can create it again.
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE if retain_logs else RemovalPolicy.DESTROY,
+        )
+        self.endpoint.node.add_dependency(self.log_group)
         # Ref on AWS::SageMaker::Endpoint is its ARN.
         self.endpoint_arn: str = self.endpoint.ref
         if settings.autoscaling is not None:

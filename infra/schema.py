@@ -4,12 +4,21 @@ module can use it."""
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from pydantic import BaseModel, ConfigDict
 
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 # API Gateway REST integrations time out after 29 s
 # (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html).
 API_INTEGRATION_TIMEOUT_S = 29
+# The retention periods CloudWatch Logs accepts (PutRetentionPolicy's retentionInDays).
+LogRetentionDays = Literal[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653
+]
+LOG_RETENTION_DAYS: tuple[int, ...] = get_args(LogRetentionDays)
+# Days S3 keeps an object before a lifecycle rule expires it (sagebert's range for data prefixes: a day to ten years).
+EXPIRY_DAYS = (1, 3650)
 
 
 class Strict(BaseModel):

@@ -10,10 +10,10 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from infra import compute_profiles, image_catalog
-from infra.artifact_store import ArtifactStore
-from infra.batch_transform_schedule import BatchTransformSchedule
+from infra.artifact_store import ArtifactStore, GuardedPrefix
+from infra.batch_transform_schedule import BatchTransformSchedule, job_name_prefix
 from infra.config import ApiSettings, BatchSettings, StageConfig
-from infra.hugging_face_model import HuggingFaceModel, ModelVpc
+from infra.hugging_face_model import HuggingFaceModel, ModelLogs, ModelVpc
 from infra.image_catalog import Flavour
 from infra.inference_api import InferenceApi
 from infra.model_config import ModelSource
@@ -26,9 +26,15 @@ from infra.realtime_endpoint import RealtimeEndpoint, VariantModel
 class StorageStack(Stack):
     """Stateful resources, kept apart so serving can be replaced without touching data."""
 
-    def __init__(self, scope: Construct, id_: str, *, config: StageConfig, **kwargs: Any) -> None:
+    def __init__(self, scope: Construct, id_: str, *, config: StageConfig, stage_name: str, **kwargs: Any) -> None:
         super().__init__(scope, id_, **kwargs)
-        self.store = ArtifactStore(self, "ArtifactStore", retain=config.retain_data)
+        self.store = ArtifactStore(
+            self,
+            "ArtifactStore",
+            retain=config.retain_data,
+            expiring_prefixes=data_expiry(config),
+            guarded_prefixes=guarded_prefixes(config, stage_name),
+        )
         CfnOutput(self, "ArtifactBucketName", value=self.store.bucket.bucket_name)
         if config.batch is not None:
             # Here rather than in the batch stack: there they would re-export this stack's bucket name
@@ -47,6 +53,38 @@ class StorageStack(Stack):
             )
 
 
+def model_role_path(stage_name: str, part: str) -> str:
+    """The IAM path of a stage's model execution roles: /sagebert/<stage>/serving/ or /sagebert/<stage>/batch/.
+    Bucket policies match it (aws:PrincipalArn), so the storage stack never names the other stacks' roles."""
+    return f"/sagebert/{stage_name}/{part}/"
+
+
+def data_expiry(config: StageConfig) -> dict[str, int]:
+    """Key prefix -> days: captured data, async requests and answers, batch input and output."""
+    endpoint = config.endpoint
+    days: dict[str, int] = {}
+    if endpoint.data_capture is not None:
+        days[endpoint.data_capture.prefix] = endpoint.data_capture.expire_after_days
+    if endpoint.async_inference is not None:
+        settings = endpoint.async_inference
+        for prefix in (settings.input_prefix, settings.output_prefix, settings.failure_prefix):
+            days[prefix] = settings.expire_after_days
+    if config.batch is not None:
+        days[config.batch.input_prefix] = config.batch.expire_after_days
+        days[config.batch.output_prefix] = config.batch.expire_after_days
+    return days
+
+
+def guarded_prefixes(config: StageConfig, stage_name: str) -> list[GuardedPrefix]:
+    """Captured requests and answers: only the stage's endpoint model roles (which write them) and the configured
+    reader roles may get or put them."""
+    capture = config.endpoint.data_capture
+    if capture is None:
+        return []
+    writers = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role{model_role_path(stage_name, 'serving')}*"
+    return [GuardedPrefix(capture.prefix, (writers, *capture.reader_role_arns))]
+
+
 class ServingStack(Stack):
     """The models (the stage's, each A/B and shadow variant's), the endpoint on the config's compute profile, and
     its private network when it has one."""
@@ -57,6 +95,7 @@ class ServingStack(Stack):
         id_: str,
         *,
         config: StageConfig,
+        stage_name: str,
         endpoint_name: str,
         store: ArtifactStore,
         base_dir: Path,
@@ -89,6 +128,8 @@ class ServingStack(Stack):
                 server_workers=workers,
                 network_isolation=config.network_isolation(source),
                 vpc=vpc,
+                logs=ModelLogs(endpoint_name=endpoint_name),
+                role_path=model_role_path(stage_name, "serving"),
             )
 
         self.model = model("Model", config.model, endpoint.instance_type)
@@ -137,6 +178,7 @@ class ServingStack(Stack):
             shadow=shadow,
             key=key,
             bucket=store.bucket,
+            retain_logs=config.retain_data,
         )
         reads = [endpoint.async_inference.input_prefix] if endpoint.async_inference else []
         writes = [endpoint.data_capture.prefix] if endpoint.data_capture else []
@@ -219,11 +261,13 @@ class BatchStack(Stack):
         *,
         settings: BatchSettings,
         source: ModelSource,
+        stage_name: str,
         store: ArtifactStore,
         base_dir: Path,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
+        prefix = job_name_prefix(stage_name)
         self.model = HuggingFaceModel(
             self,
             "Model",
@@ -232,11 +276,14 @@ class BatchStack(Stack):
             flavour="cpu",
             base_dir=base_dir,
             network_isolation=source.network_isolation,
+            logs=ModelLogs(transform_job_prefix=prefix),
+            role_path=model_role_path(stage_name, "batch"),
         )
         self.transform = BatchTransformSchedule(
             self,
             "Transform",
             settings=settings,
+            stage_name=stage_name,
             model_name=self.model.model_name,
             bucket=store.bucket,
             key=store.key,

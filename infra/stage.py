@@ -24,12 +24,17 @@ class SageBertStage(Stage):
         super().__init__(scope, f"{STAGE_PREFIX}{name}", env=env, **kwargs)
         self.config = config
         self.storage = StorageStack(
-            self, "Storage", config=config, description=f"sagebert {name}: KMS key and artifact buckets"
+            self,
+            "Storage",
+            config=config,
+            stage_name=name,
+            description=f"sagebert {name}: KMS key and artifact buckets",
         )
         self.serving = ServingStack(
             self,
             "Serving",
             config=config,
+            stage_name=name,
             endpoint_name=config.endpoint.name or f"sagebert-{name}",
             store=self.storage.store,
             base_dir=base_dir,
@@ -53,6 +58,7 @@ class SageBertStage(Stage):
                 "Batch",
                 settings=config.batch,
                 source=config.model,
+                stage_name=name,
                 store=self.storage.store,
                 base_dir=base_dir,
                 description=f"sagebert {name}: scheduled batch transform (EventBridge Scheduler + Step Functions)",

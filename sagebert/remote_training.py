@@ -10,6 +10,7 @@ CreateTrainingJob request while calling no AWS API at all.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -41,6 +42,11 @@ class Upload:
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 
+    @property
+    def checksum_sha256(self) -> str:
+        """The SHA-256 as S3 stores and returns it (ChecksumSHA256: base64 of the digest)."""
+        return base64.b64encode(hashlib.sha256(self.data).digest()).decode("ascii")
+
 
 @dataclass
 class TrainingPlan:
@@ -48,7 +54,7 @@ class TrainingPlan:
     uploads: list[Upload]
 
     def describe(self) -> str:
-        lines = ["uploads (skipped when the object already exists):"]
+        lines = ["uploads (skipped when the object already exists with the same SHA-256):"]
         lines += [f"  {u.uri}  ({len(u.data) / 1e6:.1f} MB, sha256 {u.sha256[:16]}...)" for u in self.uploads]
         lines += ["CreateTrainingJob request:", json.dumps(self.request, indent=2, sort_keys=True, default=str)]
         return "\n".join(lines)
@@ -158,18 +164,34 @@ def recording_session(region: str, *, dry_run: bool) -> Any:
 
 
 def upload(uploads: list[Upload], session: Any, kms_key_arn: str | None) -> None:
-    """Put the code and base model in S3 (content-addressed: an existing object is left as it is)."""
+    """Put the code and base model in S3. The keys are content-addressed, but a key says nothing about the bytes
+    stored under it (an interrupted or foreign upload, another tool): an existing object is kept only when S3's
+    SHA-256 checksum of it is this upload's, and is replaced otherwise. Every upload sends its SHA-256, so S3
+    refuses bytes that were changed on the way and stores the checksum for the next comparison."""
     s3 = session.boto_session.client("s3")
     for item in uploads:
         bucket, key = item.uri.removeprefix("s3://").split("/", 1)
         try:
-            s3.head_object(Bucket=bucket, Key=key)
-            print(f"exists   {item.uri}", flush=True)
+            head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        except s3.exceptions.ClientError as err:
+            if err.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+            head = None
+        if head is not None and head.get("ChecksumSHA256") == item.checksum_sha256:
+            print(f"exists   {item.uri} (sha256 matches)", flush=True)
             continue
-        except s3.exceptions.ClientError:
-            pass
+        if head is not None:
+            found = head.get("ChecksumSHA256") or "none stored"
+            print(f"replace  {item.uri}: its sha256 ({found}) is not this upload's", flush=True)
         extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_arn} if kms_key_arn else {}
-        s3.put_object(Bucket=bucket, Key=key, Body=item.data, **extra)
+        s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=item.data,
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=item.checksum_sha256,
+            **extra,
+        )
         print(f"uploaded {item.uri}", flush=True)
 
 

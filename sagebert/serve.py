@@ -136,7 +136,8 @@ class LocalEndpoint:
 
     @property
     def backend(self) -> str:
-        return f"http://127.0.0.1:{self.port + 1}"  # the model server's inference port (management: +2)
+        # The model server's inference port; its management API is on a unix socket (serve_launcher).
+        return f"http://127.0.0.1:{self.port + 1}"
 
     def __enter__(self) -> LocalEndpoint:
         self.start()
@@ -149,7 +150,7 @@ class LocalEndpoint:
         if not 0 < self.port < 32766:
             raise ServeError(
                 f"port {self.port}: use 1-32765 (multi-model-server 1.1.11 refuses ports above 32767, "
-                "and uses the next two ports too)."
+                "and uses the next port too)."
             )
         if not SERVE_PYTHON.is_file():
             raise ServeError(f"{SERVE_PYTHON} not found; `make serve` creates it (requirements/serve.txt).")
@@ -161,7 +162,6 @@ class LocalEndpoint:
             {
                 self.port: "the local endpoint",
                 self.port + 1: "the model server's inference port",
-                self.port + 2: "the model server's management port",
             }
         )
         if self.state_dir.exists():

@@ -1,7 +1,8 @@
 """Lambda entry point of the front door: Powertools logger and metrics (and tracer) around `proxy.handle`.
 
 Init (once per container, or once per published version with SnapStart) reads the settings and
-builds one sagemaker-runtime client with timeouts and standard retries that fit API Gateway's 29 s.
+builds one sagemaker-runtime client with timeouts that fit API Gateway's 29 s and no retries of its
+own (proxy retries throttling and failed connections, never a read timeout).
 The client is the one boto3.client() returns, created through botocore's session: importing boto3
 would also import its S3 transfer manager, which this function never uses. The X-Ray SDK is
 imported only when the function is traced (SAGEBERT_TRACING=true): it is the largest part of the

@@ -10,18 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from .contract import ApiError, check_request, parse_json
 from .settings import Settings
@@ -34,6 +30,29 @@ JSON = "application/json"
 UNAVAILABLE = frozenset(
     {"ThrottlingException", "ModelNotReadyException", "ServiceUnavailable", "ValidationError", "ValidationException"}
 )
+
+# The only failures worth another attempt inside the request: the endpoint refused it before running it (throttled)
+# or it never reached the endpoint (no connection: refused, DNS, connect timeout, TLS or proxy failure). A read
+# timeout or a connection closed mid-answer is never retried: the request may still be running on the endpoint, and
+# a second copy would double the load exactly when the endpoint is slowest. botocore's standard mode retries those
+# too (and 5xx), so the client makes one attempt and this loop makes the rest.
+THROTTLED = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"})
+# Full-jitter backoff before attempt n + 1: up to BACKOFF_BASE_S * 2 ** n seconds, at most BACKOFF_CAP_S (with
+# api.max_attempts <= 3 every wait together stays under the second Settings.worst_case_s allows for it).
+BACKOFF_BASE_S = 0.05
+BACKOFF_CAP_S = 0.4
+
+
+def retryable(error: Exception) -> bool:
+    """Throttled, or never connected: the endpoint has not run this request."""
+    if isinstance(error, ClientError):
+        return error.response.get("Error", {}).get("Code", "") in THROTTLED
+    return isinstance(error, BotocoreConnectionError)
+
+
+def backoff_s(attempt: int) -> float:
+    """Seconds to wait after failed attempt `attempt` (1-based), full jitter."""
+    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
 
 
 @dataclass
@@ -116,7 +135,7 @@ def _invoke(client: Any, settings: Settings, body: bytes) -> tuple[str, float, s
         request["TargetVariant"] = settings.target_variant
     started = time.perf_counter()
     try:
-        response = client.invoke_endpoint(**request)
+        response = _invoke_with_retries(client, settings, request)
         answer = response["Body"].read().decode("utf-8")
     except ClientError as err:
         code = err.response.get("Error", {}).get("Code", "")
@@ -126,7 +145,19 @@ def _invoke(client: Any, settings: Settings, body: bytes) -> tuple[str, float, s
         raise ApiError("ModelError", f"the model failed on this request ({code or 'unknown error'}).") from None
     except ReadTimeoutError:
         raise ApiError("Timeout", f"the model did not answer within {settings.read_timeout_s:g} s.") from None
-    except (ConnectTimeoutError, EndpointConnectionError, ConnectionClosedError):
+    except (BotocoreConnectionError, ConnectionClosedError):
         raise ApiError("ModelUnavailable", "the model endpoint could not be reached; retry later.") from None
     model_ms = round(1000 * (time.perf_counter() - started), 2)
     return answer, model_ms, str(response.get("InvokedProductionVariant") or "")
+
+
+def _invoke_with_retries(client: Any, settings: Settings, request: dict[str, Any]) -> Any:
+    """InvokeEndpoint, again after throttling or a failed connection, up to settings.max_attempts in all."""
+    for attempt in range(1, settings.max_attempts + 1):
+        try:
+            return client.invoke_endpoint(**request)
+        except (ClientError, BotocoreConnectionError) as err:
+            if attempt == settings.max_attempts or not retryable(err):
+                raise
+        time.sleep(backoff_s(attempt))
+    raise AssertionError("unreachable: the last attempt returns or raises")

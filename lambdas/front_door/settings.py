@@ -66,12 +66,14 @@ class Settings:
             )
 
     def client_config(self) -> dict[str, Any]:
-        """botocore Config arguments: standard retries (throttling, 5xx, connection errors) in budget."""
+        """botocore Config arguments: the timeouts, and one attempt per call. botocore's standard mode would also
+        retry read timeouts and 5xx answers, requests the endpoint may still be running; proxy retries throttling
+        and failed connections only, up to max_attempts."""
         return {
             "connect_timeout": self.connect_timeout_s,
             "read_timeout": self.read_timeout_s,
-            # total_max_attempts counts the first call; botocore's max_attempts would count retries only.
-            "retries": {"mode": "standard", "total_max_attempts": self.max_attempts},
+            # total_max_attempts counts the first call: 1 is no retry at all.
+            "retries": {"mode": "standard", "total_max_attempts": 1},
             "tcp_keepalive": True,
         }
 

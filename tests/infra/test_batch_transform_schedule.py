@@ -31,6 +31,7 @@ from infra.batch_transform_schedule import (
     BatchTransformSchedule,
     capacity_wait_s,
     job_name_expression,
+    job_name_prefix,
     run_date,
     run_date_expression,
     transform_job_name,
@@ -38,7 +39,7 @@ from infra.batch_transform_schedule import (
 )
 from infra.compliance import nag_spelling
 from infra.config import BatchSettings
-from infra.hugging_face_model import HuggingFaceModel
+from infra.hugging_face_model import HuggingFaceModel, ModelLogs
 from infra.image_catalog import find
 from infra.model_config import S3Model
 
@@ -53,6 +54,7 @@ def build(**settings: Any) -> tuple[Stack, BatchTransformSchedule]:
         stack,
         "Batch",
         settings=BatchSettings.model_validate(settings),
+        stage_name="test",
         model_name=MODEL_NAME,
         bucket=bucket,
         key=key,
@@ -244,6 +246,7 @@ def test_the_transform_job_request() -> None:
     arguments = transform["Arguments"]
     key_arn = arguments["TransformOutput"].pop("KmsKeyId")
     assert re.fullmatch(r"<Key[0-9A-F]{8}\.Arn>", key_arn)
+    assert arguments["TransformResources"].pop("VolumeKmsKeyId") == key_arn  # the volume too: the stage key
     assert arguments == {
         "TransformJobName": "{% $jobName %}",
         "ModelName": MODEL_NAME,
@@ -272,7 +275,11 @@ def test_defaults_leave_concurrency_to_sagemaker_and_mark_bad_lines(default: Tem
     assert "MaxConcurrentTransforms" not in arguments
     assert arguments["Environment"] == {"SAGEBERT_BAD_LINES": "mark"}
     assert arguments["MaxPayloadInMB"] == 6
-    assert arguments["TransformResources"] == {"InstanceType": "ml.c6i.xlarge", "InstanceCount": 1}
+    assert arguments["TransformResources"] == {
+        "InstanceType": "ml.c6i.xlarge",
+        "InstanceCount": 1,
+        "VolumeKmsKeyId": arguments["TransformOutput"]["KmsKeyId"],
+    }
 
 
 def test_the_run_reads_its_dated_prefix_and_writes_its_own_output_prefix() -> None:
@@ -286,7 +293,7 @@ def test_the_run_reads_its_dated_prefix_and_writes_its_own_output_prefix() -> No
     assert assign["inputUri"] == "{% 's3://' & $bucket & '/in/jsonl/' & $runDate & '/' %}"
     assert assign["outputUri"] == f"{{% 's3://' & $bucket & '/results/' & $runDate & '/' & {execution} & '/' %}}"
     assert assign["attempt"] == 1
-    assert assign["jobName"] == "{% " + job_name_expression("1") + " %}"
+    assert assign["jobName"] == "{% " + job_name_expression("1", "sagebert-test-") + " %}"
     # The manifest and the skip record go under the run's own prefix.
     manifest = s["WriteManifest"]["Arguments"]["Payload"]
     assert manifest["output_prefix"] == "{% $outputPrefix %}" and manifest["input_prefix"] == "{% $inputPrefix %}"
@@ -337,7 +344,7 @@ def test_a_capacity_failure_gets_a_new_job_after_an_exponential_wait() -> None:
     assert wait["Seconds"] == f"{{% $min([{CAPACITY_WAIT_MAX_S}, {CAPACITY_WAIT_S} * $power(2, $attempt - 1)]) %}}"
     assert wait["Assign"] == {
         "attempt": "{% $attempt + 1 %}",
-        "jobName": "{% " + job_name_expression("$attempt + 1") + " %}",
+        "jobName": "{% " + job_name_expression("$attempt + 1", "sagebert-test-") + " %}",
     }
     assert [capacity_wait_s(a) for a in range(1, 7)] == [300, 600, 1200, 2400, 3600, 3600]
 
@@ -483,6 +490,7 @@ def test_the_state_machine_role_is_least_privilege(default: Template) -> None:
         "ListInput",
         "RecordSkippedRuns",
         "UseDataKey",
+        "VolumeKeyGrant",
         "NotifyFailures",
         "WriteManifest",
         "Tracing",
@@ -497,7 +505,7 @@ def test_the_state_machine_role_is_least_privilege(default: Template) -> None:
         "sagemaker:ListTags",
     }
     assert flat(jobs["Resource"]) == (
-        "arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:transform-job/sagebert-*"
+        "arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:transform-job/sagebert-test-*"
     )
     assert flat(statements["TransformJobEvents"]["Resource"]).endswith(
         ":rule/StepFunctionsGetEventsForSageMakerTransformJobsRule"
@@ -539,7 +547,9 @@ def test_each_function_ships_only_its_own_package(tmp_path: Path) -> None:
     stack = Stack(app, "Bare")
     key = kms.Key(stack, "Key", enable_key_rotation=True)
     bucket = s3.Bucket(stack, "Bucket")
-    BatchTransformSchedule(stack, "Batch", settings=BatchSettings(), model_name="m", bucket=bucket, key=key)
+    BatchTransformSchedule(
+        stack, "Batch", settings=BatchSettings(), stage_name="test", model_name="m", bucket=bucket, key=key
+    )
     assembly = app.synth()
     (function,) = (
         r
@@ -590,7 +600,35 @@ def test_the_key_lets_cloudwatch_logs_and_alarms_use_it(default: Template) -> No
     sids = {s.get("Sid"): s for s in statements}
     assert sids["CloudWatchAlarmsPublishToEncryptedTopics"]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
     assert sids["CloudWatchAlarmsPublishToEncryptedTopics"]["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+    # Confused-deputy guard: only this account's alarms in this region.
+    condition = sids["CloudWatchAlarmsPublishToEncryptedTopics"]["Condition"]
+    assert condition["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert flat(condition["ArnLike"]["aws:SourceArn"]) == (
+        "arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:*"
+    )
     assert "CloudWatchLogsEncryption" in sids
+
+
+def test_the_jobs_volume_uses_the_stage_key_through_a_grant_for_sagemaker(default: Template) -> None:
+    transform = states(default)["Transform"]
+    # The same key as the output's KmsKeyId: the stage key.
+    volume_key = transform["Arguments"]["TransformResources"]["VolumeKmsKeyId"]
+    assert re.fullmatch(r"<Key[0-9A-F]+\.Arn>", volume_key)
+    assert volume_key == transform["Arguments"]["TransformOutput"]["KmsKeyId"]
+    statements = by_sid(policy_statements(default, "sagebert batch transform state machine"))
+    grant = statements["VolumeKeyGrant"]
+    assert set(actions(grant)) == {"kms:CreateGrant", "kms:DescribeKey"}
+    assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    assert flat(grant["Resource"]).startswith("<Key")
+
+
+def test_a_stages_job_names_carry_the_stage_and_fit_sagemaker() -> None:
+    prefix = job_name_prefix("a-twenty-char-stage1")
+    assert prefix == "sagebert-a-twenty-char-stage1-"
+    for name in ["a" * 80, *TRICKY_NAMES]:
+        for attempt in (1, 11):
+            job = transform_job_name(name, attempt, prefix)
+            assert len(job) <= 63 and TRANSFORM_JOB_NAME.match(job) and job.startswith(prefix), job
 
 
 # --- the model's grant -----------------------------------------------------------------------------
@@ -607,6 +645,7 @@ def test_the_models_role_may_read_the_input_and_write_the_output_prefix() -> Non
         image=find("4.51.3", "2.6.0"),
         flavour="cpu",
         base_dir=Path("."),
+        logs=ModelLogs(transform_job_prefix="sagebert-test-"),
     )
     model.grant_batch_io(bucket=bucket, input_prefix="batch/input/", output_prefix="batch/output/", key=key)
     (policy,) = Template.from_stack(stack).find_resources("AWS::IAM::ManagedPolicy").values()
@@ -617,3 +656,15 @@ def test_the_models_role_may_read_the_input_and_write_the_output_prefix() -> Non
     assert flat(statements["WriteBatchOutput"]["Resource"]).endswith(".Arn>/batch/output/*")
     assert actions(statements["BatchDataKey"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
     assert "ReadModelData" in statements  # the existing grants stay
+    # Logs: the account's transform-job group, and writing only this stage's jobs' streams.
+    assert [flat(r) for r in statements["TransformLogGroup"]["Resource"]] == [
+        "arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/TransformJobs",
+        "arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/TransformJobs:*",
+    ]
+    assert set(actions(statements["TransformLogGroup"])) == {"logs:CreateLogGroup", "logs:DescribeLogStreams"}
+    assert flat(statements["TransformLogStreams"]["Resource"]) == (
+        "arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/TransformJobs:log-stream:"
+        "sagebert-test-*"
+    )
+    assert set(actions(statements["TransformLogStreams"])) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+    assert "EndpointLogs" not in statements

@@ -15,9 +15,10 @@ from aws_cdk.assertions import Annotations, Capture, Match, Template
 
 from app import feature_flags
 from infra import image_catalog
-from infra.artifact_store import ArtifactStore
+from infra.artifact_store import ArtifactStore, GuardedPrefix
+from infra.compliance import nag_spelling
 from infra.endpoint_config import EndpointSettings, VpcSettings
-from infra.hugging_face_model import ArtifactMissingError, HuggingFaceModel
+from infra.hugging_face_model import ArtifactMissingError, HuggingFaceModel, ModelLogs
 from infra.model_config import BundledModel, HubModel, S3Model
 from infra.private_network import PrivateNetwork
 from infra.realtime_endpoint import RealtimeEndpoint, VariantModel
@@ -87,13 +88,62 @@ def test_artifact_store_is_encrypted_private_logged(retain: bool, policy: str) -
     assert sorted(r["Properties"]["BucketName"]["Ref"] for r in emptied.values()) == ([] if retain else sorted(buckets))
 
 
+def test_data_prefixes_expire_old_versions_go_and_capture_is_guarded() -> None:
+    # Given captured data kept 30 days, batch data 90, and the capture prefix guarded for one role path,
+    stack = bare_stack()
+    writers = "arn:aws:iam::111122223333:role/sagebert/dev/serving/*"
+    reader = "arn:aws:iam::111122223333:role/monitor"
+    ArtifactStore(
+        stack,
+        "Store",
+        retain=True,
+        expiring_prefixes={"capture/": 30, "batch/input/": 90, "batch/output/": 90},
+        guarded_prefixes=[GuardedPrefix("capture/", (writers, reader))],
+    )
+    template = Template.from_stack(stack)
+    buckets = {logical: r["Properties"] for logical, r in template.find_resources("AWS::S3::Bucket").items()}
+    artifacts = next(p for p in buckets.values() if "LoggingConfiguration" in p)
+    access_logs = next(p for p in buckets.values() if "LoggingConfiguration" not in p)
+    rules = artifacts["LifecycleConfiguration"]["Rules"]
+    # then each data prefix expires after its days, every old version after 30 days, unfinished uploads after 7,
+    expiring = {r["Prefix"]: r["ExpirationInDays"] for r in rules if "Prefix" in r}
+    assert expiring == {"capture/": 30, "batch/input/": 90, "batch/output/": 90}
+    (versions,) = [r for r in rules if "Prefix" not in r]
+    assert versions["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    assert versions["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+    assert all(r["Status"] == "Enabled" for r in rules)
+    # the access logs expire after a year and their old versions too,
+    (log_rule,) = access_logs["LifecycleConfiguration"]["Rules"]
+    assert log_rule["ExpirationInDays"] == 365 and log_rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    # and every principal but the writers' role path and the reader is denied capture/ objects.
+    (policy,) = template.find_resources(
+        "AWS::S3::BucketPolicy",
+        {
+            "Properties": {
+                "PolicyDocument": {"Statement": Match.array_with([Match.object_like({"Sid": "OnlyCaptureRoles"})])}
+            }
+        },
+    ).values()
+    (guard,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "OnlyCaptureRoles"]
+    assert guard["Effect"] == "Deny" and guard["Principal"] == {"AWS": "*"}
+    assert sorted(guard["Action"]) == ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"]
+    assert nag_spelling(guard["Resource"]).endswith(".Arn>/capture/*")
+    assert guard["Condition"] == {"ArnNotLike": {"aws:PrincipalArn": [writers, reader]}}
+
+
 # --- HuggingFaceModel ---------------------------------------------------------------------------
 
 
 def test_bundled_model_uploads_the_archive_and_reads_only_it(default_artifact: Path, repo_root: Path) -> None:
     stack = bare_stack()
     HuggingFaceModel(
-        stack, "Model", source=BundledModel(source="bundled"), image=IMAGE, flavour="cpu", base_dir=repo_root
+        stack,
+        "Model",
+        source=BundledModel(source="bundled"),
+        image=IMAGE,
+        flavour="cpu",
+        base_dir=repo_root,
+        logs=ModelLogs(endpoint_name="sagebert-test"),
     )
     template = Template.from_stack(stack)
 
@@ -119,9 +169,16 @@ def test_bundled_model_uploads_the_archive_and_reads_only_it(default_artifact: P
         "ReadModelData",
         "PullInferenceImage",
         "EcrLogin",
-        "WriteOwnLogs",
+        "EndpointLogs",
         "PublishInstanceMetrics",
     }
+    # Logs: this endpoint's log group and its streams only, not every endpoint's in the account.
+    endpoint_logs = statements["EndpointLogs"]
+    resources = [nag_spelling(r) for r in endpoint_logs["Resource"]]
+    assert resources == [
+        "arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/Endpoints/sagebert-test",
+        "arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/Endpoints/sagebert-test:*",
+    ]
     # Instance metrics (the CPU, memory and disk alarms' data) come from the container, as this role; only into
     # SageMaker's instance-metric namespaces.
     metrics = statements["PublishInstanceMetrics"]
@@ -143,7 +200,13 @@ def test_bundled_model_uploads_the_archive_and_reads_only_it(default_artifact: P
 def test_env_agnostic_image_uses_a_region_mapping(default_artifact: Path, repo_root: Path) -> None:
     stack = bare_stack()
     HuggingFaceModel(
-        stack, "Model", source=BundledModel(source="bundled"), image=IMAGE, flavour="cpu", base_dir=repo_root
+        stack,
+        "Model",
+        source=BundledModel(source="bundled"),
+        image=IMAGE,
+        flavour="cpu",
+        base_dir=repo_root,
+        logs=ModelLogs(endpoint_name="sagebert-test"),
     )
     template = Template.from_stack(stack).to_json()
     mapping = next(iter(template["Mappings"].values()))
@@ -156,7 +219,13 @@ def test_env_agnostic_image_uses_a_region_mapping(default_artifact: Path, repo_r
 def test_known_region_gets_a_literal_image_uri(default_artifact: Path, repo_root: Path) -> None:
     stack = bare_stack(region="eu-west-1")
     HuggingFaceModel(
-        stack, "Model", source=BundledModel(source="bundled"), image=IMAGE, flavour="cpu", base_dir=repo_root
+        stack,
+        "Model",
+        source=BundledModel(source="bundled"),
+        image=IMAGE,
+        flavour="cpu",
+        base_dir=repo_root,
+        logs=ModelLogs(endpoint_name="sagebert-test"),
     )
     Template.from_stack(stack).has_resource_properties(
         "AWS::SageMaker::Model",
@@ -172,7 +241,15 @@ def test_s3_model_reads_exactly_that_object(repo_root: Path) -> None:
     stack = bare_stack(region="us-east-1")
     key_arn = "arn:aws:kms:us-east-1:111122223333:key/11111111-2222-3333-4444-555555555555"
     source = S3Model(source="s3", uri="s3://releases-bucket/sagebert/v7/model.tar.gz", kms_key_arn=key_arn)
-    HuggingFaceModel(stack, "Model", source=source, image=IMAGE, flavour="cpu", base_dir=repo_root)
+    HuggingFaceModel(
+        stack,
+        "Model",
+        source=source,
+        image=IMAGE,
+        flavour="cpu",
+        base_dir=repo_root,
+        logs=ModelLogs(endpoint_name="sagebert-test"),
+    )
     template = Template.from_stack(stack)
     template.has_resource_properties(
         "AWS::SageMaker::Model",
@@ -195,7 +272,15 @@ def test_hub_model_sets_the_toolkit_env_and_warns(repo_root: Path) -> None:
     source = HubModel(
         source="hub", model_id="distilbert-base-uncased-finetuned-sst-2-english", task="text-classification"
     )
-    HuggingFaceModel(stack, "Model", source=source, image=IMAGE, flavour="cpu", base_dir=repo_root)
+    HuggingFaceModel(
+        stack,
+        "Model",
+        source=source,
+        image=IMAGE,
+        flavour="cpu",
+        base_dir=repo_root,
+        logs=ModelLogs(endpoint_name="sagebert-test"),
+    )
     Template.from_stack(stack).has_resource_properties(
         "AWS::SageMaker::Model",
         {
@@ -216,7 +301,13 @@ def test_hub_model_sets_the_toolkit_env_and_warns(repo_root: Path) -> None:
 def test_missing_archive_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ArtifactMissingError, match=r"make synth"):
         HuggingFaceModel(
-            bare_stack(), "Model", source=BundledModel(source="bundled"), image=IMAGE, flavour="cpu", base_dir=tmp_path
+            bare_stack(),
+            "Model",
+            source=BundledModel(source="bundled"),
+            image=IMAGE,
+            flavour="cpu",
+            base_dir=tmp_path,
+            logs=ModelLogs(endpoint_name="sagebert-test"),
         )
 
 
@@ -305,7 +396,14 @@ def test_the_packaged_runtime_must_fit_the_stage(
 
     def build() -> None:
         HuggingFaceModel(
-            bare_stack(), "Model", source=source, image=IMAGE, flavour="cpu", base_dir=base, runtime=runtime
+            bare_stack(),
+            "Model",
+            source=source,
+            image=IMAGE,
+            flavour="cpu",
+            base_dir=base,
+            runtime=runtime,
+            logs=ModelLogs(endpoint_name="sagebert-test"),
         )
 
     if refused is None:

@@ -17,7 +17,7 @@ from botocore.stub import Stubber
 
 from app import ROOT, build_app, feature_flags
 from infra import image_catalog
-from infra.hugging_face_model import HuggingFaceModel
+from infra.hugging_face_model import HuggingFaceModel, ModelLogs
 from infra.model_config import BundledModel
 from infra.powertools import POWERTOOLS_REGIONS
 from infra.stage import STAGE_PREFIX
@@ -102,6 +102,7 @@ def test_the_export_gate_catches_an_imported_model_name(default_artifact: Path, 
             image=image_catalog.find("4.51.3", "2.6.0"),
             flavour="cpu",
             base_dir=ROOT,
+            logs=ModelLogs(endpoint_name="sagebert-test"),
         )
         CfnOutput(Stack(app, "Batch"), "ModelName", value=model.model_name)
         assembly = app.synth()
@@ -134,15 +135,18 @@ def test_no_retained_resource_has_a_physical_name(baseline: Templates) -> None:
         for resource in template["Resources"].values()
         if resource["Type"] == "AWS::Logs::LogGroup" and "LogGroupName" in resource["Properties"]
     ]
-    assert len(named) == 3  # dev's and prod's state machine logs, prod's WAF logs
-    assert {r["DeletionPolicy"] for r in named} == {"RetainExceptOnCreate"}
+    # dev's and prod's state machine logs, prod's WAF logs; every stage's endpoint logs and API execution logs.
+    assert len(named) == 3 + 3 + 3
+    # Deleted with dev's data (retain_data: false): dev's endpoint log group, whose fixed name a later deploy reuses.
+    policies = sorted(r.get("DeletionPolicy", "Delete") for r in named)
+    assert policies == ["Delete"] + ["RetainExceptOnCreate"] * 8
 
 
 def test_the_retain_gate_catches_a_retained_fixed_name(baseline: Templates) -> None:
     (waf,) = [
         (logical_id, resource)
         for logical_id, resource in baseline["SageBert-prod"]["Api"]["Resources"].items()
-        if resource["Properties"].get("LogGroupName", "").startswith("aws-waf-logs-")
+        if str(resource["Properties"].get("LogGroupName", "")).startswith("aws-waf-logs-")
     ]
     api = dict(baseline["SageBert-prod"]["Api"])
     api["Resources"] = {**api["Resources"], waf[0]: {**waf[1], "DeletionPolicy": "Retain"}}

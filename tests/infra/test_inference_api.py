@@ -11,7 +11,8 @@ import pytest
 from aws_cdk import App, Environment, Stack
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
-from aws_cdk.assertions import Annotations, Capture, Match, Template
+from aws_cdk.assertions import Capture, Match, Template
+from pydantic import ValidationError
 
 from app import feature_flags
 from infra.config import LOG_RETENTION_DAYS, ApiSettings
@@ -195,6 +196,11 @@ def test_access_log_is_json_without_bodies_in_an_encrypted_log_group() -> None:
         "ip",
         "caller",
         "user",
+        "userArn",
+        "accountId",
+        "apiKeyId",
+        "cognitoSub",
+        "tlsVersion",
         "requestTime",
         "httpMethod",
         "resourcePath",
@@ -206,6 +212,13 @@ def test_access_log_is_json_without_bodies_in_an_encrypted_log_group() -> None:
         "errorMessage",
     }
     assert fields == ACCESS_LOG_FIELDS
+    # Who called, whatever the auth: the IAM principal, the Cognito user, the API key's id (never its value).
+    assert (fields["userArn"], fields["apiKeyId"], fields["cognitoSub"]) == (
+        "$context.identity.userArn",
+        "$context.identity.apiKeyId",
+        "$context.authorizer.claims.sub",
+    )
+    assert '$context.identity.apiKey"' not in setting["Format"]
     assert not re.search(r"body|\$input|requestOverride|responseOverride", setting["Format"], re.IGNORECASE)
     destination = setting["DestinationArn"]["Fn::GetAtt"][0]
     log_group = tpl.to_json()["Resources"][destination]["Properties"]
@@ -371,11 +384,26 @@ def test_no_waf_without_the_section() -> None:
         tpl.resource_count_is(resource_type, 0)
 
 
-def test_production_without_waf_warns_and_refuses_any_origin() -> None:
-    stack, _ = build(production=True)
-    Annotations.from_stack(stack).has_warning("*", Match.string_like_regexp("without a WAF web ACL"))
+def test_production_refuses_api_keys_no_waf_and_any_origin() -> None:
+    build(production=True, waf={})  # iam behind a web ACL: accepted
+    for settings in ({}, {"auth": "api_key", "waf": {}}):
+        with pytest.raises(ValueError, match=r"auth iam or cognito .* WAF web ACL"):
+            build(production=True, **settings)
     with pytest.raises(ValueError, match="refused in production"):
-        build(production=True, cors_allow_origins=["*"])
+        build(production=True, waf={}, cors_allow_origins=["*"])
+
+
+def test_tls_security_policy_defaults_to_tls12_or_newer_with_strict_sni() -> None:
+    # A regional REST API without a custom domain takes SecurityPolicy and EndpointAccessMode on the API itself.
+    api = only(template(), "AWS::ApiGateway::RestApi")
+    assert (api["SecurityPolicy"], api["EndpointAccessMode"]) == ("SecurityPolicy_TLS13_1_2_2021_06", "STRICT")
+    api = only(template(tls_security_policy="SecurityPolicy_TLS13_1_3_2025_09"), "AWS::ApiGateway::RestApi")
+    assert (api["SecurityPolicy"], api["EndpointAccessMode"]) == ("SecurityPolicy_TLS13_1_3_2025_09", "STRICT")
+    # The legacy TLS_1_2 policy takes no access mode.
+    api = only(template(tls_security_policy="TLS_1_2"), "AWS::ApiGateway::RestApi")
+    assert api["SecurityPolicy"] == "TLS_1_2" and "EndpointAccessMode" not in api
+    with pytest.raises(ValidationError):
+        ApiSettings.model_validate({"tls_security_policy": "TLS_1_0"})
 
 
 # --- gateway responses and CORS -----------------------------------------------------------------

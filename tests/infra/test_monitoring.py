@@ -137,7 +137,7 @@ def build(
     if with_batch:
         bucket = s3.Bucket(stack, "Bucket", encryption=s3.BucketEncryption.KMS, encryption_key=key)
         batch = BatchTransformSchedule(
-            stack, "Batch", settings=BatchSettings(), model_name="model-name", bucket=bucket, key=key
+            stack, "Batch", settings=BatchSettings(), stage_name="test", model_name="model-name", bucket=bucket, key=key
         )
     monitoring = Monitoring(
         stack,

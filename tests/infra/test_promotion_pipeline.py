@@ -27,11 +27,16 @@ REGION = "eu-west-1"
 
 
 def pinned_config(folder: Path, *, notification_email: str | None = "ml-oncall@example.com") -> Path:
-    """The shipped stage files with account and region added, and config/pipeline.yaml enabled."""
+    """The shipped stage files with account and region added (dev with API keys), and config/pipeline.yaml
+    enabled."""
     folder.mkdir(parents=True, exist_ok=True)
     for stage, account in ACCOUNTS.items():
         settings = yaml.safe_load((ROOT / "config" / f"{stage}.yaml").read_text(encoding="utf-8"))
         settings.update(account=account, region=REGION)
+        if stage == "dev":
+            # A non-production stage may keep API keys for per-key quotas: dev does here, so the pipeline's smoke
+            # test covers both ways of calling (the shipped stages all use IAM).
+            settings["api"].update(auth="api_key", quota={"limit": 10000, "period": "DAY"})
         (folder / f"{stage}.yaml").write_text(yaml.safe_dump(settings), encoding="utf-8")
     pipeline = yaml.safe_load((ROOT / "config" / "pipeline.yaml").read_text(encoding="utf-8"))
     pipeline.update(enabled=True, account=TOOLING, region=REGION, notification_email=notification_email)
@@ -220,7 +225,7 @@ def test_a_smoke_test_runs_after_every_stage_with_an_api(assembly: CloudAssembly
         commands = buildspec(project(assembly, smoke))["phases"]["build"]["commands"]
         (command,) = commands
         assert command.startswith(f'python -m sagebert smoke --url "$API_URL" --region {REGION} --role-arn ')
-        # dev authorizes with an API key; staging and prod with IAM (SigV4).
+        # dev (here) authorizes with an API key; staging and prod with IAM (SigV4).
         assert ('--api-key-id "$API_KEY_ID"' in command) == (name == "dev")
         assert ("API_KEY_ID" in variables) == (name == "dev")
 

@@ -156,19 +156,20 @@ def test_pinned_environment_and_other_sources_pass_the_gates(default_artifact: P
 
 
 def test_api_stages_keep_their_front_door_invariants(assembly: CloudAssembly) -> None:
-    # dev: API keys with a quota; staging: IAM; prod: IAM behind a WAF web ACL, concurrency reserved.
-    dev = templates(assembly, "dev")["Api"]
-    (plan,) = resources(dev, "AWS::ApiGateway::UsagePlan")
-    assert plan["Properties"]["Quota"] == {"Limit": 10000, "Period": "DAY"}
-    assert {
-        m["Properties"]["ApiKeyRequired"]
-        for m in resources(dev, "AWS::ApiGateway::Method")
-        if m["Properties"]["HttpMethod"] != "OPTIONS"
-    } == {True}
-    for stage in ("staging", "prod"):
+    # dev and staging: IAM; prod: IAM behind a WAF web ACL, concurrency reserved. No stage ships an API key.
+    for stage in ("dev", "staging", "prod"):
         api = templates(assembly, stage)["Api"]
-        assert {m["Properties"]["AuthorizationType"] for m in resources(api, "AWS::ApiGateway::Method")} == {"AWS_IAM"}
+        assert {
+            m["Properties"]["AuthorizationType"]
+            for m in resources(api, "AWS::ApiGateway::Method")
+            if m["Properties"]["HttpMethod"] != "OPTIONS"
+        } == {"AWS_IAM"}
         assert not list(resources(api, "AWS::ApiGateway::UsagePlan"))
+        assert not list(resources(api, "AWS::ApiGateway::ApiKey"))
+        # TLS 1.2 or newer on the execute-api endpoint, SNI checked.
+        (rest_api,) = resources(api, "AWS::ApiGateway::RestApi")
+        assert rest_api["Properties"]["SecurityPolicy"] == "SecurityPolicy_TLS13_1_2_2021_06"
+        assert rest_api["Properties"]["EndpointAccessMode"] == "STRICT"
     assert not list(resources(templates(assembly, "staging")["Api"], "AWS::WAFv2::WebACL"))
     prod = templates(assembly, "prod")["Api"]
     (association,) = resources(prod, "AWS::WAFv2::WebACLAssociation")
@@ -294,3 +295,95 @@ def test_every_batch_option_passes_the_gates(default_artifact: Path, tmp_path: P
     template_files = sorted(out.glob("assembly-SageBert-*/*.template.json"))
     assert len(template_files) == 6
     assert synth_report.run_cfn_lint(template_files) == 0
+
+
+# --- the README's "Security model", claim by claim, on the committed stages -----------------------------------
+
+
+def test_security_model_callers(assembly: CloudAssembly) -> None:
+    # Who may call: SigV4 (IAM) on every shipped stage, TLS 1.2 or newer with SNI checked, prod behind a web ACL.
+    for stage in ("dev", "staging", "prod"):
+        api = templates(assembly, stage)["Api"]
+        (rest_api,) = resources(api, "AWS::ApiGateway::RestApi")
+        assert (rest_api["Properties"]["SecurityPolicy"], rest_api["Properties"]["EndpointAccessMode"]) == (
+            "SecurityPolicy_TLS13_1_2_2021_06",
+            "STRICT",
+        )
+        (stage_resource,) = resources(api, "AWS::ApiGateway::Stage")
+        fields = json.loads(stage_resource["Properties"]["AccessLogSetting"]["Format"])
+        assert {"caller", "userArn", "apiKeyId", "cognitoSub", "ip"} <= set(fields)
+    assert list(resources(templates(assembly, "prod")["Api"], "AWS::WAFv2::WebACLAssociation"))
+    # Only the front door's role may invoke the endpoint, and only this stage's.
+    for stage in ("dev", "staging", "prod"):
+        invokes = [
+            statement
+            for template in templates(assembly, stage).values()
+            for policy in resources(template, "AWS::IAM::ManagedPolicy")
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+            if "sagemaker:InvokeEndpoint" in json.dumps(statement["Action"])
+        ]
+        assert len(invokes) == 1 and "*" not in json.dumps(invokes[0]["Resource"])
+
+
+def test_security_model_readers_and_retention(assembly: CloudAssembly) -> None:
+    for stage in ("dev", "staging", "prod"):
+        stage_templates = templates(assembly, stage)
+        # Every log group: the stage key and a retention, the endpoint's and API Gateway's execution logs included.
+        groups = [g for t in stage_templates.values() for g in resources(t, "AWS::Logs::LogGroup")]
+        assert groups and all("KmsKeyId" in g["Properties"] and "RetentionInDays" in g["Properties"] for g in groups)
+        names = json.dumps([g["Properties"].get("LogGroupName") for g in groups])
+        assert f"/aws/sagemaker/Endpoints/sagebert-{stage}" in names
+        assert "API-Gateway-Execution-Logs_" in names
+        # Old versions of every object, and access logs, expire.
+        for bucket in resources(stage_templates["Storage"], "AWS::S3::Bucket"):
+            rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+            assert any(r.get("NoncurrentVersionExpiration") == {"NoncurrentDays": 30} for r in rules)
+    # Batch data (dev, prod) expires after 90 days; captured data (staging) after 30, and only the stage's endpoint
+    # model roles may read or write it.
+    for stage, prefixes in (("dev", {"batch/input/": 90, "batch/output/": 90}), ("staging", {"capture/": 30})):
+        (artifacts,) = [
+            b
+            for b in resources(templates(assembly, stage)["Storage"], "AWS::S3::Bucket")
+            if "LoggingConfiguration" in b["Properties"]
+        ]
+        rules = artifacts["Properties"]["LifecycleConfiguration"]["Rules"]
+        assert {r["Prefix"]: r["ExpirationInDays"] for r in rules if "Prefix" in r} == prefixes
+    statements = [
+        s
+        for p in resources(templates(assembly, "staging")["Storage"], "AWS::S3::BucketPolicy")
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    (guard,) = [s for s in statements if s.get("Sid") == "OnlyCaptureRoles"]
+    assert guard["Effect"] == "Deny" and "role/sagebert/staging/serving/*" in json.dumps(guard["Condition"])
+    for policy in resources(templates(assembly, "staging")["Serving"], "AWS::IAM::Role"):
+        if policy["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+            "Service": "sagemaker.amazonaws.com"
+        }:
+            assert policy["Properties"]["Path"] == "/sagebert/staging/serving/"
+
+
+def test_security_model_keys_and_stage_scoped_grants(assembly: CloudAssembly) -> None:
+    for stage in ("dev", "prod"):
+        batch = templates(assembly, stage)["Batch"]
+        (machine,) = resources(batch, "AWS::StepFunctions::StateMachine")
+        definition = json.dumps(machine["Properties"]["DefinitionString"])
+        assert f"'sagebert-{stage}-'" in definition and "VolumeKmsKeyId" in definition
+        text = json.dumps(batch)
+        assert f"transform-job/sagebert-{stage}-*" in text
+        assert f"/aws/sagemaker/TransformJobs:log-stream:sagebert-{stage}-*" in text
+    for stage in ("dev", "staging", "prod"):
+        for template in templates(assembly, stage).values():
+            for topic in resources(template, "AWS::SNS::Topic"):
+                assert "KmsMasterKeyId" in topic["Properties"]
+            for queue in resources(template, "AWS::SQS::Queue"):
+                assert "KmsMasterKeyId" in queue["Properties"]
+            for config in resources(template, "AWS::SageMaker::EndpointConfig"):
+                assert "KmsKeyId" in config["Properties"]  # c6i: EBS volumes, encrypted with the stage key
+        serving = json.dumps(templates(assembly, stage)["Serving"])
+        assert "log-group:/aws/sagemaker/Endpoints/*" not in serving  # not every endpoint's logs
+        assert f"log-group:/aws/sagemaker/Endpoints/sagebert-{stage}" in serving
+        key_policy = next(resources(templates(assembly, stage)["Storage"], "AWS::KMS::Key"))["Properties"]["KeyPolicy"]
+        for statement in key_policy["Statement"]:
+            if statement.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}:
+                assert {"aws:SourceAccount"} <= set(statement["Condition"]["StringEquals"])
+                assert "aws:SourceArn" in statement["Condition"]["ArnLike"]

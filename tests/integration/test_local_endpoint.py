@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -105,3 +108,44 @@ def test_bad_input_is_a_client_error_and_the_worker_keeps_serving(
 def test_unknown_endpoint_name(runtime: Any) -> None:
     with pytest.raises(runtime.exceptions.ClientError, match="not found"):
         runtime.invoke_endpoint(EndpointName="other", Body=b'{"inputs": "x"}', ContentType="application/json")
+
+
+def _status(url: str, method: str = "GET") -> int:
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=10)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(self._path)
+
+
+def test_only_inference_routes_answer_on_the_local_ports(endpoint: LocalEndpoint) -> None:
+    # Given the running server, a web page the developer opens can reach any TCP port on 127.0.0.1. On the
+    # model server's port only inference answers: listing or registering models (the management API, which can
+    # load a model from any URL) is not there, nor on the port after it, where multi-model-server puts it by default.
+    inference = endpoint.backend
+    assert _status(f"{inference}/ping") == 200
+    for method, path in (("GET", "/models"), ("POST", "/models?url=http://169.254.169.254/m.mar"), ("GET", "/")):
+        assert _status(f"{inference}{path}", method) in (400, 404, 405), (method, path)
+        assert _status(f"{endpoint.url}{path}", method) in (400, 404, 405), (method, path)
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", endpoint.port + 2), timeout=2):
+        pass
+    # The management API still works for the developer, on a unix socket in a folder only they can open.
+    sock = endpoint.state_dir / "management.sock"
+    assert sock.is_socket() and (sock.parent.stat().st_mode & 0o077) == 0
+    connection = _UnixConnection(str(sock))
+    connection.request("GET", "/models")
+    response = connection.getresponse()
+    assert response.status == 200 and "models" in json.loads(response.read())
+    connection.close()

@@ -113,7 +113,7 @@ def test_api_section_defaults_and_committed_front_doors(repo_root: Path, tmp_pat
     assert api.account_cloudwatch_role and api.quota is None and api.waf is None and api.cors_allow_origins == []
     stages = load_all(repo_root / "config")
     dev, staging, prod = (stages[name].api for name in ("dev", "staging", "prod"))
-    assert dev is not None and dev.auth == "api_key" and dev.quota is not None
+    assert dev is not None and dev.auth == "iam" and dev.quota is None
     assert staging is not None and staging.auth == "iam"
     assert prod is not None and prod.auth == "iam" and prod.waf is not None
 
@@ -157,9 +157,16 @@ def test_api_options_that_fit_are_accepted(tmp_path: Path) -> None:
         ("api: {cors_allow_origins: ['http://app.example.com']}", ["api.cors_allow_origins[0]", "https://"]),
         ("api: {cors_allow_origins: ['*', 'https://a.example.com']}", ["'*' already allows every origin"]),
         (
-            "production: true\nendpoint: {instance_count: 2}\napi: {cors_allow_origins: ['*']}",
+            "production: true\nendpoint: {instance_count: 2}\napi: {cors_allow_origins: ['*'], waf: {}}",
             ["api.cors_allow_origins = ['*'] with production: true"],
         ),
+        (
+            "production: true\nendpoint: {instance_count: 2}\napi: {auth: api_key, waf: {}}",
+            ["api.auth = api_key with production: true", "no authentication", "api.auth: iam"],
+        ),
+        ("production: true\nendpoint: {instance_count: 2}\napi: {}", ["api.waf is missing with production: true"]),
+        ("api: {tls_security_policy: TLS_1_0}", ["api.tls_security_policy = 'TLS_1_0'", "SecurityPolicy_TLS13_1_2"]),
+        ("api: {endpoint_access_mode: LOOSE}", ["api.endpoint_access_mode = 'LOOSE'", "'STRICT' or 'BASIC'"]),
         (
             "api: {max_attempts: 3, connect_timeout_s: 2, read_timeout_s: 10}",
             ["3 * (2 + 10) + 1 = 37 s, over 28 s", "29 s", "api.read_timeout_s"],
@@ -310,3 +317,13 @@ def test_a_region_without_the_powertools_layer_is_refused_for_api_and_batch(tmp_
     message = error_for(tmp_path, "region: me-south-1\napi: {}\nbatch: {}\n")
     assert "region = 'me-south-1' with api and batch" in message and "Powertools" in message
     assert "eu-west-1" in message and "me-south-1, " not in message
+
+
+def test_no_stage_name_is_another_followed_by_a_dash(tmp_path: Path) -> None:
+    # sagebert-dev-* (dev's transform-job grant) would match sagebert-dev-2-... (dev-2's jobs).
+    for name in ("dev", "dev-2"):
+        (tmp_path / f"{name}.yaml").write_text("", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"'dev' and 'dev-2'.*sagebert-dev-\*"):
+        load_all(tmp_path)
+    (tmp_path / "dev-2.yaml").rename(tmp_path / "dev2.yaml")
+    assert set(load_all(tmp_path)) == {"dev", "dev2"}

@@ -21,6 +21,8 @@ from front_door import contract, proxy
 from front_door.settings import Settings, SettingsError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_code"))
+import contextlib
+
 from tests.unit.front_door_support import ENDPOINT, HANDLER_ENV, Context, event, model_answer, runtime_client
 
 JSON = "application/json"
@@ -133,8 +135,11 @@ def test_every_sagemaker_error_maps_to_its_documented_status(
     client: Any, settings: Settings, error: str, http: int, status: int, code: str
 ) -> None:
     with Stubber(client) as stub:
-        stub.add_client_error("invoke_endpoint", service_error_code=error, http_status_code=http)
+        # Throttling is tried again (settings.max_attempts = 2 in all); nothing else is.
+        for _ in range(settings.max_attempts if error == "ThrottlingException" else 1):
+            stub.add_client_error("invoke_endpoint", service_error_code=error, http_status_code=http)
         got_status, got, headers = answer(event(), client, settings)
+        stub.assert_no_pending_responses()
     assert (got_status, got["code"]) == (status, code)
     assert error in got["message"] and got["requestId"]
     assert headers.get("Retry-After") == ("2" if status == 503 else None)
@@ -172,6 +177,87 @@ def test_a_model_that_does_not_answer_in_time_is_a_504(silent_server: int) -> No
     client = runtime_client(f"http://127.0.0.1:{silent_server}", **settings.client_config())
     status, body, _ = answer(event(), client, settings)
     assert (status, body["code"]) == (504, "Timeout") and "within 0.3 s" in body["message"]
+
+
+@pytest.fixture
+def counting_silent_server() -> Iterator[tuple[int, list[bytes]]]:
+    """A TCP server on 127.0.0.1 that reads each request and never answers; it records every request it got."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    requests: list[bytes] = []
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                conn = server.accept()[0]
+            except TimeoutError:
+                continue
+            held.append(conn)
+            conn.settimeout(1)
+            with contextlib.suppress(TimeoutError):
+                requests.append(conn.recv(65536))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], requests
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_a_read_timeout_is_never_retried(counting_silent_server: tuple[int, list[bytes]]) -> None:
+    # Given three attempts allowed and an endpoint that takes each request and never answers (a real socket and a
+    # real read timeout), when the front door calls it, then the request was sent once: a timed-out request may
+    # still be running on the endpoint, and a copy would double its load.
+    port, requests = counting_silent_server
+    settings = Settings(endpoint_name=ENDPOINT, read_timeout_s=0.3, connect_timeout_s=0.5, max_attempts=3)
+    client = runtime_client(f"http://127.0.0.1:{port}", **settings.client_config())
+    status, body, _ = answer(event(), client, settings)
+    assert (status, body["code"]) == (504, "Timeout")
+    assert len([r for r in requests if r.startswith(b"POST /endpoints/")]) == 1
+
+
+def test_throttling_is_retried_then_answered(client: Any) -> None:
+    settings = Settings(endpoint_name=ENDPOINT, max_attempts=3)
+    with Stubber(client) as stub:
+        stub.add_client_error("invoke_endpoint", service_error_code="ThrottlingException", http_status_code=400)
+        stub.add_client_error("invoke_endpoint", service_error_code="ThrottlingException", http_status_code=400)
+        stub.add_response("invoke_endpoint", model_answer())
+        status, body, _ = answer(event(GOOD), client, settings)
+        stub.assert_no_pending_responses()
+    assert status == 200 and body == [{"label": "positive", "score": 0.98}]
+
+
+@pytest.mark.parametrize("error", ["ModelError", "InternalFailure", "ServiceUnavailable", "ModelNotReadyException"])
+def test_errors_from_a_request_the_endpoint_may_have_run_are_not_retried(client: Any, error: str) -> None:
+    settings = Settings(endpoint_name=ENDPOINT, max_attempts=3)
+    with Stubber(client) as stub:
+        stub.add_client_error("invoke_endpoint", service_error_code=error, http_status_code=500)
+        stub.add_response("invoke_endpoint", model_answer())  # would answer a second attempt
+        status, _, _ = answer(event(GOOD), client, settings)
+        with pytest.raises(AssertionError):  # the second response was never asked for
+            stub.assert_no_pending_responses()
+    assert status in (502, 503)
+
+
+def test_a_refused_connection_is_retried_up_to_max_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real refused connection (nobody listens), counted at the client's send: every attempt is made.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(endpoint_name=ENDPOINT, connect_timeout_s=0.5, max_attempts=3)
+    client = runtime_client(f"http://127.0.0.1:{port}", **settings.client_config())
+    sent: list[str] = []
+    client.meta.events.register("before-send.sagemaker-runtime.InvokeEndpoint", lambda request, **_: sent.append("x"))
+    status, body, _ = answer(event(), client, settings)
+    assert (status, body["code"], len(sent)) == (503, "ModelUnavailable", 3)
+    assert all(0 <= proxy.backoff_s(n) <= proxy.BACKOFF_CAP_S for n in range(1, 10))
 
 
 def test_an_unreachable_endpoint_is_a_503_with_retry_after() -> None:
@@ -215,7 +301,8 @@ def test_settings_from_the_environment() -> None:
         {"SAGEBERT_ENDPOINT_NAME": "e", "SAGEBERT_CORS_ALLOW_ORIGINS": "https://a.example, https://b.example"}
     )
     assert settings.cors_allow_origins == ("https://a.example", "https://b.example")
-    assert settings.client_config()["retries"] == {"mode": "standard", "total_max_attempts": 2}
+    # One attempt per client call: proxy decides what is tried again.
+    assert settings.client_config()["retries"] == {"mode": "standard", "total_max_attempts": 1}
     assert settings.worst_case_s == 21.0
 
 
@@ -278,7 +365,7 @@ def test_an_unexpected_fault_is_a_500_with_the_request_id(handler_module: Any, m
 def test_module_init_needs_no_network_and_reads_the_settings(handler_module: Any) -> None:
     assert handler_module.settings.endpoint_name == os.environ["SAGEBERT_ENDPOINT_NAME"] == ENDPOINT
     config = handler_module.client.meta.config
-    assert (config.read_timeout, config.connect_timeout, config.retries["total_max_attempts"]) == (8.0, 2.0, 2)
+    assert (config.read_timeout, config.connect_timeout, config.retries["total_max_attempts"]) == (8.0, 2.0, 1)
 
 
 def test_every_gateway_response_is_in_the_documented_error_table() -> None:

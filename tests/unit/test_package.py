@@ -66,10 +66,13 @@ def test_requirements_install_offline_from_the_archive(
         if line.startswith(("#", "--")):  # comments, --no-index and --find-links stay as they are
             wanted.append(line)
             continue
+        line, _, hashes = line.partition(" --hash=")
         requirement, _, marker = line.partition(";")
         if marker and not Marker(marker.strip()).evaluate({"python_version": python}):
             continue
-        wanted.append(requirement.strip())
+        # Keep the wheel's hash: pip then checks the downloaded bytes against it (hash-checking mode).
+        assert hashes.startswith("sha256:"), line
+        wanted.append(f"{requirement.strip()} --hash={hashes}")
     (tmp_path / "model" / "code" / "for-this-python.txt").write_text("\n".join(wanted) + "\n", encoding="utf-8")
     result = subprocess.run(
         [
@@ -198,3 +201,39 @@ def test_check_set_is_chosen_to_notice_a_different_cpu() -> None:
     # of the rest, the three int8 moved furthest, in file order, with their fp32 probabilities.
     assert chosen["texts"] == ["t1", "t4", "t7"]
     assert chosen["probabilities"][0] == [0.02, 0.98]
+
+
+def test_the_archives_requirements_pin_each_wheels_sha256(tmp_path: Path, repo_root: Path) -> None:
+    # Given the container wheels and a copy of one with a byte changed, when pip downloads from the requirements
+    # file offline and hash-checked, then the real wheels pass and the changed one is refused.
+    import hashlib
+    import shutil
+
+    wheels = sorted((repo_root / "build" / "wheels").glob("*.whl"))
+    if not wheels:
+        pytest.skip("build/wheels is empty: `make package` fills it")
+    text = package.requirements_txt(wheels).decode()
+    for wheel in wheels:
+        assert f"--hash=sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}" in text
+    shop = tmp_path / "wheels"
+    shop.mkdir()
+    for wheel in wheels:
+        shutil.copy(wheel, shop / wheel.name)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(text.replace('; python_version == "3.12"', ""), encoding="utf-8")
+
+    def download() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.12",
+             "--implementation", "cp", "--platform", "manylinux_2_28_x86_64", "--dest", str(tmp_path / "got"),
+             "-r", str(requirements)],
+            capture_output=True, text=True, cwd=tmp_path, check=False,
+        )  # fmt: skip
+
+    ok = download()
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    shutil.rmtree(tmp_path / "got")
+    tampered = shop / wheels[0].name
+    tampered.write_bytes(tampered.read_bytes() + b"\0")
+    refused = download()
+    assert refused.returncode != 0 and "DO NOT MATCH THE HASHES" in refused.stderr

@@ -143,3 +143,82 @@ def test_clear_errors(
     code, out, err = dry_run(capsys, *args, "--config-dir", str(tmp_path))
     assert code != 0 and message in err, err
     assert "CreateTrainingJob" not in out
+
+
+class _Session:
+    """What `upload` reads of the SDK session: boto_session.client("s3")."""
+
+    def __init__(self, client: Any) -> None:
+        self.boto_session = self
+        self._client = client
+
+    def client(self, name: str) -> Any:
+        assert name == "s3"
+        return self._client
+
+
+def test_an_existing_object_is_kept_only_when_its_sha256_matches(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given three content-addressed uploads: one already stored with the same bytes, one stored under its key
+    # with other bytes, one missing,
+    import boto3
+    from botocore.stub import Stubber
+
+    s3 = boto3.client("s3", region_name="eu-west-1", aws_access_key_id="test", aws_secret_access_key="test")
+    same = remote_training.Upload("s3://bucket/code/a/sourcedir.tar.gz", b"same bytes")
+    other = remote_training.Upload("s3://bucket/code/b/sourcedir.tar.gz", b"new bytes")
+    missing = remote_training.Upload("s3://bucket/code/c/sourcedir.tar.gz", b"more bytes")
+    with Stubber(s3) as stub:
+        head = {"Bucket": "bucket", "ChecksumMode": "ENABLED"}
+        stub.add_response(
+            "head_object", {"ChecksumSHA256": same.checksum_sha256}, {**head, "Key": "code/a/sourcedir.tar.gz"}
+        )
+        stub.add_response(
+            "head_object", {"ChecksumSHA256": same.checksum_sha256}, {**head, "Key": "code/b/sourcedir.tar.gz"}
+        )
+        stub.add_response(
+            "put_object",
+            {},
+            {
+                "Bucket": "bucket",
+                "Key": "code/b/sourcedir.tar.gz",
+                "Body": b"new bytes",
+                "ChecksumAlgorithm": "SHA256",
+                "ChecksumSHA256": other.checksum_sha256,
+                "ServerSideEncryption": "aws:kms",
+                "SSEKMSKeyId": "arn:aws:kms:eu-west-1:111122223333:key/k",
+            },
+        )
+        stub.add_client_error("head_object", service_error_code="404", http_status_code=404)
+        stub.add_response(
+            "put_object",
+            {},
+            {
+                "Bucket": "bucket",
+                "Key": "code/c/sourcedir.tar.gz",
+                "Body": b"more bytes",
+                "ChecksumAlgorithm": "SHA256",
+                "ChecksumSHA256": missing.checksum_sha256,
+                "ServerSideEncryption": "aws:kms",
+                "SSEKMSKeyId": "arn:aws:kms:eu-west-1:111122223333:key/k",
+            },
+        )
+        # when they are uploaded, then only the matching object is skipped, and each put carries its SHA-256.
+        remote_training.upload([same, other, missing], _Session(s3), "arn:aws:kms:eu-west-1:111122223333:key/k")
+        stub.assert_no_pending_responses()
+    out = capsys.readouterr().out
+    assert "exists   s3://bucket/code/a/sourcedir.tar.gz (sha256 matches)" in out
+    assert "replace  s3://bucket/code/b/sourcedir.tar.gz" in out
+    assert "uploaded s3://bucket/code/c/sourcedir.tar.gz" in out
+    assert same.checksum_sha256 == "WBANyPwGVizj5XgjHclI4INSDuScS07lpaKLtLQAP+s="  # base64 of the digest, S3's form
+
+
+def test_an_access_error_on_the_existing_object_stops_the_upload() -> None:
+    import boto3
+    from botocore.exceptions import ClientError
+    from botocore.stub import Stubber
+
+    s3 = boto3.client("s3", region_name="eu-west-1", aws_access_key_id="test", aws_secret_access_key="test")
+    with Stubber(s3) as stub:
+        stub.add_client_error("head_object", service_error_code="403", http_status_code=403)
+        with pytest.raises(ClientError):
+            remote_training.upload([remote_training.Upload("s3://bucket/k", b"x")], _Session(s3), None)
