@@ -71,10 +71,13 @@ EI_REPLACEMENT = {"medium": "ml.g4dn.xlarge", "large": "ml.g4dn.xlarge", "xlarge
 EI_INFERENTIA_REPLACEMENT = "ml.inf2.xlarge"
 HOURS_PER_MONTH = 730
 
-# Throughput the CPU profile was measured at (`make bench-api`, 8 clients x 60 s, one short text per
-# request, int8 ONNX through the real model server on 2 vCPUs): 182 requests/s, i.e. 91 per vCPU. The
-# autoscaling target is derived from it (see target_invocations_per_minute).
-MEASURED_CPU_REQUESTS_PER_S_PER_VCPU = 91.0
+# Throughput the CPU profile was measured at, per physical core (2026-12-01, AMD EPYC with AVX-512 VNNI,
+# the faithful int8 archive): `make bench-api` gave 206 requests/s (8 clients x 60 s, one short text per
+# request, through the real model server on 2 cores), and `make bench`'s one pinned core gave 0.583 of
+# the two cores' throughput, so 120 requests/s per core. An AWS vCPU is a hyperthread (ml.c6i.large's 2
+# vCPUs are one core), so capacity is counted per core, with its hyperthread sibling as nothing extra: a
+# lower bound. The autoscaling target is derived from it (see target_invocations_per_minute).
+MEASURED_CPU_REQUESTS_PER_S_PER_CORE = 120.0
 # Scale out at half the measured capacity: room for longer texts and for the minutes new instances
 # take to start.
 AUTOSCALING_HEADROOM = 0.5
@@ -124,6 +127,17 @@ def vcpus(instance_type: str) -> int:
     return VCPUS[match["size"]]
 
 
+# "Each vCPU is a thread of a CPU core, except for T2 instances and instances powered by AWS Graviton"
+# https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/cpu-options-supported-instances-values.html
+ONE_THREAD_PER_CORE_FAMILIES = frozenset({"t2"})
+
+
+def cores(instance_type: str) -> int:
+    """Physical cores: an AWS vCPU is a hyperthread, two per core (ml.c6i.large: 2 vCPUs, 1 core), except T2."""
+    threads = 1 if family(instance_type) in ONE_THREAD_PER_CORE_FAMILIES else 2
+    return max(1, vcpus(instance_type) // threads)
+
+
 def check_instance(key: str, instance_type: str, compute: str) -> None:
     """Raise ValueError naming the key unless instance_type is a type of this profile's families."""
     allowed = PROFILES[compute].families
@@ -151,8 +165,8 @@ def check_instance(key: str, instance_type: str, compute: str) -> None:
 
 def target_invocations_per_minute(instance_type: str) -> int:
     """Target tracking value for SageMakerVariantInvocationsPerInstance (invocations per instance per
-    minute): the measured CPU throughput per vCPU x the instance's vCPUs x 60 s x the headroom."""
-    return math.floor(MEASURED_CPU_REQUESTS_PER_S_PER_VCPU * vcpus(instance_type) * 60 * AUTOSCALING_HEADROOM)
+    minute): the measured CPU throughput per core x the instance's cores x 60 s x the headroom."""
+    return math.floor(MEASURED_CPU_REQUESTS_PER_S_PER_CORE * cores(instance_type) * 60 * AUTOSCALING_HEADROOM)
 
 
 def server_workers(instance_type: str, threads_per_worker: int) -> int:

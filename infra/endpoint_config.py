@@ -45,8 +45,9 @@ class AutoscalingSettings(Strict):
         None,
         ge=1,
         description="Target of SageMakerVariantInvocationsPerInstance (invocations per instance per minute). Null "
-        "on cpu: derived from the measured int8 throughput (91 requests/s per vCPU) x the instance's vCPUs x 60 "
-        "x 0.5 headroom, e.g. 5460 for ml.c6i.large. Required on gpu and inferentia (not measured here).",
+        "on cpu: derived from the measured int8 throughput of one core (120 requests/s) x the instance's cores "
+        "(vCPUs / 2: a vCPU is a hyperthread) x 60 x 0.5 headroom, e.g. 3600 for ml.c6i.large. Required on gpu "
+        "and inferentia (not measured here).",
     )
     target_backlog_per_instance: float = Field(
         5,

@@ -101,4 +101,3 @@ class PrivateNetwork(Construct):
                 open=False,  # reachable from the endpoint's security group only, not the whole VPC range
             )
         self.subnet_ids: list[str] = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids
-

@@ -8,9 +8,10 @@ Three layers, so the arithmetic can be tested on fixed numbers:
 3. `report` / `render` assemble the per-stage tables, the cost per million predictions of each compute
    profile and a recommendation (real time, serverless or batch).
 
-Assumptions (each also in the README): a month is 730 hours and 30 days; CPU throughput scales with
-vCPUs from the 2-vCPU machine it was measured on; GPU and Inferentia were not measured here, so their
-cost per prediction is "not measured here" rather than a guess; free tiers and Savings Plans are ignored.
+Assumptions (each also in the README): a month is 730 hours and 30 days; CPU capacity counts physical
+cores (an AWS vCPU is a hyperthread), each worth one pinned core's measured share; GPU and Inferentia were
+not measured here, so their cost per prediction is "not measured here" rather than a guess; free tiers and
+Savings Plans are ignored.
 """
 
 from __future__ import annotations
@@ -311,7 +312,8 @@ def accelerated(instance_type: str) -> str | None:
 
 def physical_cores(instance_type: str) -> int:
     """Cores of an AWS instance: its vCPUs are hyperthreads, two per core (ml.c6i.large: 2 vCPUs, 1 core)."""
-    return max(1, vcpus(instance_type) // 2)
+    vcpus(instance_type)  # an unknown size is a CostError naming the known ones
+    return compute_profiles.cores(instance_type)
 
 
 def scaled_throughput(

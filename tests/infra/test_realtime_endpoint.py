@@ -264,16 +264,19 @@ def test_cpu_autoscaling_tracks_the_derived_invocation_target(canary: dict[str, 
     assert tracking["PredefinedMetricSpecification"] == {
         "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
     }
-    # 91 requests/s per vCPU x 2 vCPUs x 60 s x 0.5 headroom.
-    assert tracking["TargetValue"] == 5460 == compute_profiles.target_invocations_per_minute("ml.c6i.large")
+    # 120 requests/s per physical core x 1 core (ml.c6i.large's 2 vCPUs are one core's hyperthreads) x 60 s x
+    # 0.5 headroom; twice that on ml.c6i.xlarge's two cores.
+    assert tracking["TargetValue"] == 3600 == compute_profiles.target_invocations_per_minute("ml.c6i.large")
+    assert compute_profiles.target_invocations_per_minute("ml.c6i.xlarge") == 7200
     assert (tracking["ScaleInCooldown"], tracking["ScaleOutCooldown"]) == (600, 120)
 
 
 @pytest.mark.parametrize(
     ("instance_type", "expected"),
-    [("ml.c6i.large", 5460), ("ml.c6i.xlarge", 10920), ("ml.m5.4xlarge", 43680), ("ml.t2.medium", 5460)],
+    # Per physical core: 2 vCPUs are one core's hyperthreads, except on T2 (one core per vCPU).
+    [("ml.c6i.large", 3600), ("ml.c6i.xlarge", 7200), ("ml.m5.4xlarge", 28800), ("ml.t2.medium", 7200)],
 )
-def test_derived_target_scales_with_vcpus(instance_type: str, expected: int) -> None:
+def test_derived_target_scales_with_cores(instance_type: str, expected: int) -> None:
     settings = EndpointSettings.model_validate({"instance_type": instance_type, "autoscaling": {}})
     assert settings.scaling_target == expected
 

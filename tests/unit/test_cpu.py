@@ -14,8 +14,7 @@ import inference
 
 # /proc/cpuinfo excerpts of the three kinds of machine the project meets (flags shortened to what matters).
 AVX2 = (
-    "model name\t: Intel(R) Xeon(R) CPU E5-2686 v4 @ 2.30GHz\ncpu MHz\t\t: 2300.000\n"
-    "flags\t\t: fpu sse avx fma avx2\n"
+    "model name\t: Intel(R) Xeon(R) CPU E5-2686 v4 @ 2.30GHz\ncpu MHz\t\t: 2300.000\nflags\t\t: fpu sse avx fma avx2\n"
 )
 VNNI = (
     "model name\t: Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz\ncpu MHz\t\t: 2900.000\n"

@@ -39,6 +39,7 @@ FILES = [
     "model_code/inference.py",
     "sagebert/package.py",
     "sagebert/archive.py",
+    "sagebert/quantize.py",
     "data/sentiment/train.jsonl",
     "data/sentiment/validation.jsonl",
     "data/sentiment/test.jsonl",
