@@ -87,7 +87,7 @@ def _onnx_runner(graph: Path, model_dir: Path, threads: int) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-    return lambda text: session.run(None, quantize._feeds(session, tokenizer, text))
+    return lambda text: session.run(None, quantize.feeds(session, tokenizer, text))
 
 
 def sensitivity_measure(model_dir: Path, calibration: list[str]) -> Any:

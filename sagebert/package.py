@@ -181,16 +181,9 @@ def onnx_probabilities(graph: Path, model_dir: Path, texts: list[str]) -> Any:
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     tokenizer.enable_truncation(512)
     session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
-    wanted = [i.name for i in session.get_inputs()]
     rows = []
     for text in texts:  # one at a time, unpadded: exactly how the handler serves single requests
-        encoding = tokenizer.encode(text)
-        feed = {
-            "input_ids": [encoding.ids],
-            "attention_mask": [encoding.attention_mask],
-            "token_type_ids": [encoding.type_ids],
-        }
-        logits = session.run(None, {name: np.asarray(feed[name], dtype=np.int64) for name in wanted})[0]
+        logits = session.run(None, quantize.feeds(session, tokenizer, text))[0]
         exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
         rows.append(exp / exp.sum(axis=-1, keepdims=True))
     return np.concatenate(rows)

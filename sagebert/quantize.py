@@ -94,7 +94,8 @@ def weight_products(model: Any) -> list[Any]:
     return [n for n in model.graph.node if role(n) is not None and len(n.input) > 1 and n.input[1] in initializers]
 
 
-def _feeds(session: Any, tokenizer: Any, text: str) -> dict[str, np.ndarray]:
+def feeds(session: Any, tokenizer: Any, text: str) -> dict[str, np.ndarray]:
+    """One text, unpadded, as the graph's int64 inputs (DistilBERT has no token_type_ids)."""
     encoding = tokenizer.encode(text)
     values = {"input_ids": encoding.ids, "attention_mask": encoding.attention_mask, "token_type_ids": encoding.type_ids}
     return {i.name: np.asarray([values[i.name]], dtype=np.int64) for i in session.get_inputs()}
@@ -116,7 +117,7 @@ def channel_maxima(graph: Path, tensors: list[str], texts: Iterable[str], tokeni
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     maxima: dict[str, np.ndarray] = {}
     for text in texts:
-        outputs = session.run(tensors, _feeds(session, tokenizer, text))
+        outputs = session.run(tensors, feeds(session, tokenizer, text))
         for name, value in zip(tensors, outputs, strict=True):
             found = np.abs(value).reshape(-1, value.shape[-1]).max(axis=0)
             maxima[name] = found if name not in maxima else np.maximum(maxima[name], found)
