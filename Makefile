@@ -30,7 +30,7 @@ SYNTH_LIST := build/synth-inputs.txt
 $(shell mkdir -p build && printf '%s\n' $(SYNTH_FILES) > $(SYNTH_LIST).new && \
 	{ cmp -s $(SYNTH_LIST).new $(SYNTH_LIST) && rm -f $(SYNTH_LIST).new || mv -f $(SYNTH_LIST).new $(SYNTH_LIST); })
 SYNTH_INPUTS := $(SYNTH_FILES) $(SYNTH_LIST) $(ARTIFACT)
-ARTIFACT_INPUTS := $(DEMO)/config.json model_code/inference.py sagebert/package.py sagebert/quantize.py sagebert/archive.py $(DATA)/validation.jsonl $(DATA)/test.jsonl $(wildcard config/*.yaml)
+ARTIFACT_INPUTS := $(DEMO)/config.json model_code/inference.py sagebert/release/package.py sagebert/release/quantize.py sagebert/release/archive.py $(DATA)/validation.jsonl $(DATA)/test.jsonl $(wildcard config/*.yaml)
 TRAIN_INPUTS := model_code/train.py $(DATA)/train.jsonl $(DATA)/validation.jsonl $(DATA)/test.jsonl
 
 .PHONY: help setup synth test train dataset package int8-study serve bench bench-api bench-batch batch-local cost openapi lint lock catalog clean
@@ -89,7 +89,7 @@ batch-local: $(SERVE_STAMP) $(ARTIFACT) ## a batch transform run here: make batc
 bench-batch: $(SERVE_STAMP) $(ARTIFACT) ## batch throughput: sagebert (MultiRecord JSON Lines) vs the stock handler, same records
 	$(PY) -m sagebert bench-batch
 
-cost: $(VENV_STAMP) ## monthly cost per stage from infra/prices.json and the measured throughput, with a recommendation
+cost: $(VENV_STAMP) ## monthly cost per stage from infra/catalog/prices.json and the measured throughput, with a recommendation
 	$(PY) -m sagebert cost
 
 openapi: $(VENV_STAMP) ## regenerate docs/openapi.json (and print the README's error table) from lambdas/front_door
@@ -132,7 +132,7 @@ lock: $(VENV_STAMP) ## re-resolve requirements/lock.txt (pyproject.toml) and req
 	$(VENV)/bin/pip-compile $(LOCK_FLAGS) --output-file requirements/serve.txt requirements/serve.in
 	sed -i 's/^torch==\([0-9.]*\)+cpu \\$$/torch==\1 \\/' requirements/lock.txt requirements/serve.txt
 
-catalog: $(VENV_STAMP) ## regenerate infra/dlc_images.json (sagemaker SDK) and infra/sagemaker_api.json (botocore)
+catalog: $(VENV_STAMP) ## regenerate infra/catalog/dlc_images.json (sagemaker SDK) and infra/catalog/sagemaker_api.json (botocore)
 	$(PY) -m sagebert catalog
 
 clean: ## remove build outputs (keeps .venv, .venv-serve and node_modules)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from aws_cdk import App
 
-from infra.compliance import add_compliance_checks
-from infra.config import ConfigError, load_all
-from infra.hugging_face_model import ArtifactMissingError
-from infra.pipeline_config import load_pipeline_config
-from infra.promotion_pipeline import PIPELINE_STACK, PipelineStack
+from infra.config.pipeline import load_pipeline_config
+from infra.config.stage import ConfigError, load_all
+from infra.operations.compliance import add_compliance_checks
+from infra.pipeline import PIPELINE_STACK, PipelineStack
+from infra.release.hugging_face_model import ArtifactMissingError
 from infra.stage import SageBertStage
 
 ROOT = Path(__file__).resolve().parent

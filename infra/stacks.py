@@ -9,18 +9,19 @@ from aws_cdk import Aws, CfnOutput, Stack
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from infra import compute_profiles, image_catalog
-from infra.artifact_store import ArtifactStore, GuardedPrefix
-from infra.batch_transform_schedule import BatchTransformSchedule, job_name_prefix
-from infra.config import ApiSettings, BatchSettings, StageConfig
-from infra.hugging_face_model import HuggingFaceModel, ModelLogs, ModelVpc
-from infra.image_catalog import Flavour
-from infra.inference_api import InferenceApi
-from infra.model_config import ModelSource
-from infra.monitoring import Monitoring
-from infra.monitoring_config import MonitoringSettings
-from infra.private_network import PrivateNetwork
-from infra.realtime_endpoint import RealtimeEndpoint, VariantModel
+from infra.batch.transform_schedule import BatchTransformSchedule, job_name_prefix
+from infra.catalog import compute_profiles
+from infra.catalog import images as image_catalog
+from infra.catalog.images import Flavour
+from infra.config.model import ModelSource
+from infra.config.monitoring import MonitoringSettings
+from infra.config.stage import ApiSettings, BatchSettings, StageConfig
+from infra.online.inference_api import InferenceApi
+from infra.online.private_network import PrivateNetwork
+from infra.online.realtime_endpoint import RealtimeEndpoint, VariantModel
+from infra.operations.artifact_store import ArtifactStore, GuardedPrefix
+from infra.operations.monitoring import Monitoring
+from infra.release.hugging_face_model import HuggingFaceModel, ModelLogs, ModelVpc
 
 
 class StorageStack(Stack):

@@ -8,7 +8,7 @@ from typing import Any
 from aws_cdk import Environment, Stage, Tags
 from constructs import Construct
 
-from infra.config import STAGE_PREFIX, StageConfig
+from infra.config.stage import STAGE_PREFIX, StageConfig
 from infra.stacks import ApiStack, BatchStack, MonitoringStack, ServingStack, StorageStack
 
 

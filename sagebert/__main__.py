@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="held-out JSON Lines with `text`, repeatable (default: data/sentiment/validation.jsonl and test.jsonl)",
     )
-    from sagebert.package import Tolerance  # light: numpy only; the heavy imports are lazy
+    from sagebert.release.package import Tolerance  # light: numpy only; the heavy imports are lazy
 
     tolerance = Tolerance()
     package.add_argument(
@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
 
     catalog = commands.add_parser(
         "catalog",
-        help="regenerate infra/dlc_images.json from the sagemaker SDK and infra/sagemaker_api.json from botocore",
+        help="regenerate infra/catalog/dlc_images.json from the sagemaker SDK and "
+        "infra/catalog/sagemaker_api.json from botocore",
     )
     catalog.add_argument("--check", action="store_true", help="only compare; exit 1 when they differ")
 
@@ -205,11 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "archive":
-            from sagebert import archive as archive_module
+            from sagebert.release import archive as archive_module
 
             return archive_module.main(args.model_dir, args.output)
         if args.command == "package":
-            from sagebert import package as package_module
+            from sagebert.release import package as package_module
 
             check_texts = args.check_set or list(package_module.DEFAULT_CHECK_TEXTS)
             tolerance = package_module.Tolerance(
@@ -225,34 +226,34 @@ def main(argv: list[str] | None = None) -> int:
                 runtimes,
             )
         if args.command == "int8-study":
-            from sagebert import int8_study
+            from sagebert.bench import int8_study
 
             return int8_study.main(args.model_dir, args.threads, args.iterations, args.calibration)
         if args.command == "serve":
-            from sagebert import serve as serve_module
+            from sagebert.local import serve as serve_module
 
             return serve_module.main(args.archive, args.port, args.name, args.api_port)
         if args.command == "bench":
-            from sagebert import bench as bench_module
+            from sagebert.bench import model_server as bench_module
 
             return bench_module.main(args.threads, args.iterations, args.budget, args.port)
         if args.command == "catalog":
-            from sagebert import catalog as catalog_module
+            from sagebert.report import catalog as catalog_module
 
             return catalog_module.main(check=args.check)
         if args.command == "dataset":
-            from sagebert import dataset
+            from sagebert.release import dataset
 
             return dataset.main()
         if args.command == "train":
             return _train(args, extra)
         if args.command == "config-reference":
-            from sagebert.config_reference import render
+            from sagebert.report.config_reference import render
 
             print(render(), end="")
             return 0
         if args.command == "batch-local":
-            from sagebert import batch_local
+            from sagebert.local import batch as batch_local
 
             return batch_local.main(
                 args.archive,
@@ -265,42 +266,42 @@ def main(argv: list[str] | None = None) -> int:
                 state_dir=args.state_dir,
             )
         if args.command == "bench-batch":
-            from sagebert import bench_batch
+            from sagebert.bench import batch as bench_batch
 
             return bench_batch.main(args.records, args.port)
         if args.command == "bench-api":
-            from sagebert import bench_api
+            from sagebert.bench import front_door as bench_api
 
             return bench_api.main(args.clients, args.duration, args.iterations, args.init_runs, args.port)
         if args.command == "openapi":
-            from sagebert import openapi as openapi_module
+            from sagebert.report import openapi as openapi_module
 
             return openapi_module.main(args.check)
         if args.command == "smoke":
-            from sagebert import smoke as smoke_module
+            from sagebert.local import smoke as smoke_module
 
             return smoke_module.main(
                 args.url, args.region, args.api_key_id, args.role_arn, timeout_s=args.timeout, attempts=args.attempts
             )
         if args.command == "cost":
-            from sagebert import cost as cost_module
+            from sagebert.report import cost as cost_module
 
             return cost_module.main(args.config_dir, args.stage, args.json)
         if args.command == "preflight":
-            from sagebert import preflight as preflight_module
+            from sagebert.checks import preflight as preflight_module
 
             return preflight_module.main(args.stage, args.config_dir, args.region, args.outdir)
-        from sagebert import synth_report
+        from sagebert.report import synth as synth_report
 
         return synth_report.main(args.outdir, args.config_dir)
     except Exception as err:  # a clear one-line error for the known failure kinds
-        from infra.config import ConfigError
-        from sagebert.archive import ArchiveError
-        from sagebert.cost import CostError
-        from sagebert.dataset import DatasetError
-        from sagebert.lifeline import PortInUse
-        from sagebert.remote_training import RemoteTrainingError
-        from sagebert.serve import ServeError
+        from infra.config.stage import ConfigError
+        from sagebert.local.lifeline import PortInUse
+        from sagebert.local.serve import ServeError
+        from sagebert.release.archive import ArchiveError
+        from sagebert.release.dataset import DatasetError
+        from sagebert.release.remote_training import RemoteTrainingError
+        from sagebert.report.cost import CostError
 
         known = ArchiveError | ConfigError | CostError | DatasetError | PortInUse | RemoteTrainingError | ServeError
         if isinstance(err, known):
@@ -328,8 +329,8 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
     if not args.stage:
         print("error: --remote needs --stage (e.g. --stage dev).", file=sys.stderr)
         return 2
-    from infra.config import load_stage_config
-    from sagebert import remote_training
+    from infra.config.stage import load_stage_config
+    from sagebert.release import remote_training
 
     config_file = args.config_dir / f"{args.stage}.yaml"
     if not config_file.is_file():

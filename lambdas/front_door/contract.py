@@ -1,7 +1,7 @@
 """The front door's contract: the request schema (one file), the limits read from it, the errors.
 
 `predict_request.schema.json` is the one source of truth: API Gateway's request model is built
-from it (infra/inference_api.py), this module checks bodies against it with messages that say what
+from it (infra/online/inference_api.py), this module checks bodies against it with messages that say what
 was wrong and what is allowed, and the OpenAPI document (`python -m sagebert openapi`) embeds it.
 """
 

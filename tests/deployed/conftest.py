@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from infra.config import StageConfig, load_stage_config
+from infra.config.stage import StageConfig, load_stage_config
 from infra.stage import STAGE_PREFIX
 
 STAGE_VARIABLE = "SAGEBERT_DEPLOYED_STAGE"

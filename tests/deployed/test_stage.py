@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from infra.config import StageConfig
-from sagebert import smoke
+from infra.config.stage import StageConfig
+from sagebert.local import smoke
 
 pytestmark = pytest.mark.deployed
 

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app import feature_flags
-from infra.batch_transform_schedule import (
+from infra.batch.transform_schedule import (
     CAPACITY_WAIT_MAX_S,
     CAPACITY_WAIT_S,
     JOB_NAME_PREFIX,
@@ -37,11 +37,11 @@ from infra.batch_transform_schedule import (
     transform_job_name,
     utc_offsets,
 )
-from infra.compliance import nag_spelling
-from infra.config import BatchSettings
-from infra.hugging_face_model import HuggingFaceModel, ModelLogs
-from infra.image_catalog import find
-from infra.model_config import S3Model
+from infra.catalog.images import find
+from infra.config.model import S3Model
+from infra.config.stage import BatchSettings
+from infra.operations.compliance import nag_spelling
+from infra.release.hugging_face_model import HuggingFaceModel, ModelLogs
 
 MODEL_NAME = "sagebert-model-name"
 

@@ -17,9 +17,9 @@ from aws_cdk import App
 from aws_cdk.cx_api import CloudAssembly
 
 from app import ROOT, build_app, feature_flags
-from infra.config import ConfigError, load_stage_config
+from infra.config.stage import ConfigError, load_stage_config
 from infra.stage import SageBertStage
-from sagebert import synth_report
+from sagebert.report import synth as synth_report
 
 PROFILES = ("cpu", "gpu", "inferentia", "serverless", "async")
 SHIPPED = ("dev", "staging", "prod")

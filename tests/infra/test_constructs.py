@@ -14,14 +14,14 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Annotations, Capture, Match, Template
 
 from app import feature_flags
-from infra import image_catalog
-from infra.artifact_store import ArtifactStore, GuardedPrefix
-from infra.compliance import nag_spelling
-from infra.endpoint_config import EndpointSettings, VpcSettings
-from infra.hugging_face_model import ArtifactMissingError, HuggingFaceModel, ModelLogs
-from infra.model_config import BundledModel, HubModel, S3Model
-from infra.private_network import PrivateNetwork
-from infra.realtime_endpoint import RealtimeEndpoint, VariantModel
+from infra.catalog import images as image_catalog
+from infra.config.endpoint import EndpointSettings, VpcSettings
+from infra.config.model import BundledModel, HubModel, S3Model
+from infra.online.private_network import PrivateNetwork
+from infra.online.realtime_endpoint import RealtimeEndpoint, VariantModel
+from infra.operations.artifact_store import ArtifactStore, GuardedPrefix
+from infra.operations.compliance import nag_spelling
+from infra.release.hugging_face_model import ArtifactMissingError, HuggingFaceModel, ModelLogs
 
 IMAGE = image_catalog.find("4.51.3", "2.6.0")
 

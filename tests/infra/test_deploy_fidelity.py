@@ -16,12 +16,12 @@ from aws_cdk import App, CfnOutput, Stack
 from botocore.stub import Stubber
 
 from app import ROOT, build_app, feature_flags
-from infra import image_catalog
-from infra.hugging_face_model import HuggingFaceModel, ModelLogs
-from infra.model_config import BundledModel
-from infra.powertools import POWERTOOLS_REGIONS
+from infra.catalog import images as image_catalog
+from infra.catalog.powertools import POWERTOOLS_REGIONS
+from infra.config.model import BundledModel
+from infra.release.hugging_face_model import HuggingFaceModel, ModelLogs
 from infra.stage import STAGE_PREFIX
-from sagebert import deploy_gates, preflight
+from sagebert.checks import deploy_gates, preflight
 
 Templates = dict[str, dict[str, dict[str, Any]]]
 Edit = Callable[[str, dict[str, Any], Path], None]

@@ -15,9 +15,10 @@ from aws_cdk.assertions import Capture, Match, Template
 from pydantic import ValidationError
 
 from app import feature_flags
-from infra.config import LOG_RETENTION_DAYS, ApiSettings
-from infra.endpoint_config import EndpointSettings
-from infra.inference_api import (
+from infra.catalog.powertools import POWERTOOLS_VERSION
+from infra.config.endpoint import EndpointSettings
+from infra.config.stage import LOG_RETENTION_DAYS, ApiSettings
+from infra.online.inference_api import (
     ACCESS_LOG_FIELDS,
     GATEWAY_RESPONSES,
     REQUEST_SCHEMA,
@@ -26,8 +27,7 @@ from infra.inference_api import (
     SchemaError,
     to_json_schema,
 )
-from infra.powertools import POWERTOOLS_VERSION
-from infra.realtime_endpoint import RealtimeEndpoint, VariantModel
+from infra.online.realtime_endpoint import RealtimeEndpoint, VariantModel
 
 POOL_ARN = "arn:aws:cognito-idp:eu-west-1:111122223333:userpool/eu-west-1_AbCdEf123"
 
@@ -501,6 +501,6 @@ def test_powertools_layer_version_matches_the_locked_package(repo_root: Path) ->
     pinned = re.search(r"^aws-lambda-powertools==(\S+)", lock, re.MULTILINE)
     assert pinned, "aws-lambda-powertools is not pinned in requirements/lock.txt"
     assert pinned.group(1) == POWERTOOLS_VERSION, (
-        f"the Lambda layer is Powertools {POWERTOOLS_VERSION} (infra/powertools.py) but tests run "
+        f"the Lambda layer is Powertools {POWERTOOLS_VERSION} (infra/catalog/powertools.py) but tests run "
         f"{pinned.group(1)} (requirements/lock.txt): move them together"
     )

@@ -16,15 +16,15 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 
 from app import build_app, feature_flags
-from infra.batch_transform_schedule import BatchTransformSchedule
-from infra.compliance import nag_spelling
-from infra.config import ApiSettings, BatchSettings
-from infra.endpoint_config import EndpointSettings
-from infra.inference_api import InferenceApi
-from infra.monitoring import Monitoring
-from infra.monitoring_config import MonitoringSettings
-from infra.realtime_endpoint import RealtimeEndpoint, VariantModel
-from sagebert import synth_report
+from infra.batch.transform_schedule import BatchTransformSchedule
+from infra.config.endpoint import EndpointSettings
+from infra.config.monitoring import MonitoringSettings
+from infra.config.stage import ApiSettings, BatchSettings
+from infra.online.inference_api import InferenceApi
+from infra.online.realtime_endpoint import RealtimeEndpoint, VariantModel
+from infra.operations.compliance import nag_spelling
+from infra.operations.monitoring import Monitoring
+from sagebert.report import synth as synth_report
 
 # As SageMaker publishes them (not imported: the test states the contract).
 ENDPOINT_NAMESPACE = "AWS/SageMaker"

@@ -16,10 +16,10 @@ from aws_cdk import App
 from aws_cdk.cx_api import CloudAssembly
 
 from app import ROOT, build_app, feature_flags
-from infra.config import ConfigError, StageConfig, load_all
-from infra.pipeline_config import PipelineConfig, load_pipeline_config
-from infra.promotion_pipeline import PIPELINE_STACK, PipelineStack, smoke_role_name, smoke_runner_role_name
-from sagebert import synth_report
+from infra.config.pipeline import PipelineConfig, load_pipeline_config
+from infra.config.stage import ConfigError, StageConfig, load_all
+from infra.pipeline import PIPELINE_STACK, PipelineStack, smoke_role_name, smoke_runner_role_name
+from sagebert.report import synth as synth_report
 
 ACCOUNTS = {"dev": "111111111111", "staging": "222222222222", "prod": "333333333333"}
 TOOLING = "444444444444"

@@ -15,10 +15,10 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Template
 
 from app import ROOT, feature_flags
-from infra import compute_profiles
-from infra.config import StageConfig
-from infra.endpoint_config import EndpointSettings
-from infra.realtime_endpoint import RealtimeEndpoint, VariantModel
+from infra.catalog import compute_profiles
+from infra.config.endpoint import EndpointSettings
+from infra.config.stage import StageConfig
+from infra.online.realtime_endpoint import RealtimeEndpoint, VariantModel
 from infra.stage import SageBertStage
 
 ENDPOINT_NAME = "sagebert-test"

@@ -13,9 +13,9 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.cx_api import CloudAssembly
 
 from app import ROOT, build_app, feature_flags
-from infra.compliance import add_compliance_checks
-from infra.config import load_all
-from sagebert import synth_report
+from infra.config.stage import load_all
+from infra.operations.compliance import add_compliance_checks
+from sagebert.report import synth as synth_report
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sagebert.serve import LocalEndpoint
+from sagebert.local.serve import LocalEndpoint
 
 NAME = "sagebert-test"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sagebert.batch_local import run
-from sagebert.serve import LocalEndpoint
+from sagebert.local.batch import run
+from sagebert.local.serve import LocalEndpoint
 
 pytestmark = pytest.mark.server
 DATA = Path(__file__).resolve().parents[2] / "data" / "sentiment"

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from sagebert.lifeline import _cmdline, _group_members
-from sagebert.local_api import LocalApi
-from sagebert.serve import LocalEndpoint
+from sagebert.local.front_door import LocalApi
+from sagebert.local.lifeline import _cmdline, _group_members
+from sagebert.local.serve import LocalEndpoint
 from tests.integration.test_lifeline import _free_block
 
 pytestmark = pytest.mark.server

@@ -21,9 +21,9 @@ from botocore.config import Config
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import ignored_auth
 
-from sagebert.local_api import LocalApi
-from sagebert.openapi import DOCUMENT
-from sagebert.serve import LocalEndpoint
+from sagebert.local.front_door import LocalApi
+from sagebert.local.serve import LocalEndpoint
+from sagebert.report.openapi import DOCUMENT
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.server

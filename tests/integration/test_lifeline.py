@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from sagebert.lifeline import PortInUse, end_stale_group, group_alive, port_free, port_holder
-from sagebert.local_api import LocalApi
-from sagebert.serve import LocalEndpoint
+from sagebert.local.front_door import LocalApi
+from sagebert.local.lifeline import PortInUse, end_stale_group, group_alive, port_free, port_holder
+from sagebert.local.serve import LocalEndpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GONE_WITHIN_S = 10.0  # measured: everything is gone about 1 s after the parent's SIGKILL
@@ -144,7 +144,7 @@ def test_a_killed_serve_leaves_no_server_and_no_front_door(default_artifact: Pat
     serve.process.kill()
     serve.process.wait()
     _wait_gone(ports, state)
-    assert not _leftovers("sagebert.local_api --port " + str(api_port))
+    assert not _leftovers("sagebert.local.front_door --port " + str(api_port))
     # And the next `serve` on the same ports starts, and stops cleanly on SIGTERM
     again = _Cli(*args)
     again.wait_for("Ctrl-C stops everything")
@@ -165,7 +165,7 @@ def test_a_killed_bench_api_leaves_no_server_and_no_front_door(default_artifact:
     bench.process.wait()
     # Then the server (state in build/bench-api/serve) and the front door on port + 3 are gone
     _wait_gone([port, port + 1, port + 2, port + 3], str(REPO_ROOT / "build" / "bench-api" / "serve"))
-    assert not _leftovers(f"sagebert.local_api --port {port + 3}")
+    assert not _leftovers(f"sagebert.local.front_door --port {port + 3}")
 
 
 @pytest.fixture()
@@ -221,7 +221,7 @@ def _parent_with_a_guarded_group(paused: bool) -> tuple[subprocess.Popen[str], i
     LocalEndpoint does, and prints the group's id."""
     script = (
         "import os, signal, subprocess, sys, time\n"
-        "from sagebert.lifeline import guard\n"
+        "from sagebert.local.lifeline import guard\n"
         "child = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
         "guard(child.pid)\n"
         f"if {paused}: os.killpg(child.pid, signal.SIGSTOP)\n"

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from sagebert.serve import LocalEndpoint
+from sagebert.local.serve import LocalEndpoint
 from tests.integration.conftest import NAME
 
 pytestmark = pytest.mark.server

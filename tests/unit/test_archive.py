@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sagebert.archive import ArchiveError, archive_members, build_archive, bundled_model_dir
+from sagebert.release.archive import ArchiveError, archive_members, build_archive, bundled_model_dir
 
 
 def names(archive: Path) -> list[str]:

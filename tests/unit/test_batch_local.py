@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sagebert.batch_local import BatchError, mini_batches, read_records
+from sagebert.local.batch import BatchError, mini_batches, read_records
 
 
 def test_records_are_packed_in_order_up_to_the_max_payload() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from sagebert import bench
+from sagebert.bench import model_server as bench
 
 MINILM = {"hidden_size": 384, "num_hidden_layers": 6, "intermediate_size": 1536}
 

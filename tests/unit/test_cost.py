@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from infra import prices as prices_module
-from infra.config import StageConfig
-from infra.traffic_config import TrafficSettings
-from sagebert import cost
+from infra.catalog import prices as prices_module
+from infra.config.stage import StageConfig
+from infra.config.traffic import TrafficSettings
+from sagebert.report import cost
 
 # Instance types the price table must price: every profile's defaults and the sizes configs use.
 REQUIRED_TYPES = (
@@ -74,7 +74,7 @@ def test_one_core_lower_bound_counts_physical_cores() -> None:
 def test_the_family_comparison_follows_the_price_at_equal_throughput(repo_root: Path) -> None:
     # Given the dev stage (ml.c6i.large) and the committed figures, the report prices the same size on c6i
     # and c7i from one per-core figure and names the cheaper per million (c6i: 0.102 vs 0.1071 $/h).
-    from infra.config import load_stage_config
+    from infra.config.stage import load_stage_config
 
     usage = cost.usage_of("dev", load_stage_config(repo_root / "config" / "dev.yaml"))
     missing = repo_root / "build" / "absent.json"
@@ -249,7 +249,7 @@ def test_measured_fallback_when_no_benchmark_ran(tmp_path: Path) -> None:
     assert measured.realtime_single_texts_s.value == committed["realtime_single_texts_per_s"]["value"]
     assert measured.batch_records_s.value == committed["batch_records_per_s"]["value"]
     assert measured.one_core_share.value == committed["one_core_share"]["value"]
-    assert "infra/measured_throughput.json" in measured.batch_records_s.source
+    assert "infra/catalog/measured_throughput.json" in measured.batch_records_s.source
     assert 0 < measured.one_core_share.value <= 1
 
 
@@ -276,7 +276,7 @@ def test_measured_reads_the_benchmark_results(tmp_path: Path) -> None:
 
 
 def test_cli_prints_a_table_per_stage(repo_root: Path, tmp_path: Path) -> None:
-    from infra.config import load_all
+    from infra.config.stage import load_all
 
     out = io.StringIO()
     with redirect_stdout(out):

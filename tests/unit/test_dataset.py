@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sagebert import dataset
+from sagebert.release import dataset
 
 
 def load(path: Path) -> list[dict[str, str]]:

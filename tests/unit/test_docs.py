@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sagebert.config_reference import BEGIN, END, render
+from sagebert.report.config_reference import BEGIN, END, render
 
 
 def test_readme_config_reference_matches_the_schema(repo_root: Path) -> None:
@@ -33,14 +33,14 @@ def test_every_schema_key_is_documented() -> None:
 
 
 def test_the_openapi_document_is_generated_from_the_front_doors_contract() -> None:
-    from sagebert.openapi import DOCUMENT
-    from sagebert.openapi import render as render_openapi
+    from sagebert.report.openapi import DOCUMENT
+    from sagebert.report.openapi import render as render_openapi
 
     assert DOCUMENT.read_text(encoding="utf-8") == render_openapi(), "run `python -m sagebert openapi`"
 
 
 def test_readme_error_table_is_the_front_doors(repo_root: Path) -> None:
-    from sagebert.openapi import ERRORS_BEGIN, ERRORS_END, error_table
+    from sagebert.report.openapi import ERRORS_BEGIN, ERRORS_END, error_table
 
     readme = (repo_root / "README.md").read_text(encoding="utf-8")
     assert ERRORS_BEGIN in readme and ERRORS_END in readme, "README lost its api-errors markers"

@@ -369,7 +369,7 @@ def test_module_init_needs_no_network_and_reads_the_settings(handler_module: Any
 
 
 def test_every_gateway_response_is_in_the_documented_error_table() -> None:
-    from infra.inference_api import GATEWAY_RESPONSES
+    from infra.online.inference_api import GATEWAY_RESPONSES
 
     documented = {(kind.status, kind.code) for kind in contract.ERRORS}
     codes = {kind.code for kind in contract.ERRORS}
@@ -381,7 +381,7 @@ def test_the_front_doors_budget_and_defaults_are_the_configs() -> None:
     # infra/ and lambdas/ may not import each other: the numbers live in both, this keeps them equal.
     from front_door.settings import API_GATEWAY_BUDGET_S
 
-    from infra.config import LAMBDA_BUDGET_S, ApiSettings
+    from infra.config.stage import LAMBDA_BUDGET_S, ApiSettings
 
     config, lambda_side = ApiSettings(), Settings(endpoint_name=ENDPOINT)
     assert API_GATEWAY_BUDGET_S == LAMBDA_BUDGET_S

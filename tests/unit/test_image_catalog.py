@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from infra import image_catalog
-from sagebert import catalog
+from infra.catalog import images as image_catalog
+from sagebert.report import catalog
 
 
 def test_catalog_matches_installed_sdk() -> None:

@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_code"))
 import inference
 
-from sagebert.archive import bundled_model_dir
+from sagebert.release.archive import bundled_model_dir
 
 JSON = "application/json"
 JSONL = "application/jsonlines"

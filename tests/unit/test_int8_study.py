@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sagebert import cpu, int8_study
+from sagebert import cpu
+from sagebert.bench import int8_study
 
 
 def test_every_recipe_is_built_scored_and_written(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import ConfigError, load_all, load_stage_config
-from infra.monitoring_config import MonitoringSettings
+from infra.config.monitoring import MonitoringSettings
+from infra.config.stage import ConfigError, load_all, load_stage_config
 
 
 def error_for(tmp_path: Path, monitoring: str) -> str:

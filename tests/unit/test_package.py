@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from packaging.markers import Marker
 
-from sagebert import package
+from sagebert.release import package
 
 WHEELS = Path(__file__).resolve().parents[2] / "build" / "wheels"
 

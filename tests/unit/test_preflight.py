@@ -12,10 +12,10 @@ import botocore.session
 import pytest
 from botocore.stub import Stubber
 
-from infra import image_catalog
-from infra.config import StageConfig, load_stage_config
-from infra.powertools import POWERTOOLS_LAYER_PARAMETER
-from sagebert import preflight
+from infra.catalog import images as image_catalog
+from infra.catalog.powertools import POWERTOOLS_LAYER_PARAMETER
+from infra.config.stage import StageConfig, load_stage_config
+from sagebert.checks import preflight
 
 REGION = "eu-west-1"
 IMAGE = image_catalog.find("4.51.3", "2.6.0")

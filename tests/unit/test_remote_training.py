@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from infra.config import load_stage_config
-from sagebert import remote_training
+from infra.config.stage import load_stage_config
 from sagebert.__main__ import main as cli
+from sagebert.release import remote_training
 
 
 @pytest.fixture

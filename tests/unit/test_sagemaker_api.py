@@ -1,5 +1,5 @@
 """The config accepts only what the SageMaker API accepts: its instance-type enums and numeric ranges, read from
-botocore's service model into infra/sagemaker_api.json, which a test keeps equal to the installed botocore."""
+botocore's service model into infra/catalog/sagemaker_api.json, which a test keeps equal to the installed botocore."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import annotated_types
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from infra import sagemaker_api
-from infra.config import BatchSettings, TrainingSettings
-from infra.endpoint_config import (
+from infra.catalog import sagemaker_api
+from infra.config.endpoint import (
     AsyncSettings,
     DataCaptureSettings,
     EndpointSettings,
@@ -21,7 +20,8 @@ from infra.endpoint_config import (
     ShadowSettings,
     VariantSettings,
 )
-from sagebert import catalog
+from infra.config.stage import BatchSettings, TrainingSettings
+from sagebert.report import catalog
 
 # Config field -> the API member it is sent as.
 BINDINGS: list[tuple[type[BaseModel], str, str]] = [
@@ -50,7 +50,7 @@ BINDINGS: list[tuple[type[BaseModel], str, str]] = [
 
 
 def test_committed_api_model_matches_installed_botocore() -> None:
-    # Bump botocore -> `python -m sagebert catalog` regenerates infra/sagemaker_api.json; this keeps them equal.
+    # Bump botocore -> `python -m sagebert catalog` regenerates infra/catalog/sagemaker_api.json; this keeps them equal.
     committed = json.loads(sagemaker_api.API_FILE.read_text(encoding="utf-8"))
     fresh = catalog.generate_api()
     assert (committed["enums"], committed["ranges"]) == (fresh["enums"], fresh["ranges"])
@@ -75,7 +75,7 @@ def test_config_bounds_lie_within_the_api(model: type[BaseModel], field: str, me
 def test_every_api_range_is_bound_to_a_config_key() -> None:
     # The three not in BINDINGS are checked in their own terms: the transform environment's size (the config's
     # TRANSFORM_ENVIRONMENT_MAX), serverless memory (a list of choices) and the training time limit (minutes).
-    from infra.config import TRANSFORM_ENVIRONMENT_MAX
+    from infra.config.stage import TRANSFORM_ENVIRONMENT_MAX
 
     assert TRANSFORM_ENVIRONMENT_MAX == sagemaker_api.maximum("CreateTransformJobRequest.Environment") == 16
     ge, _ = _bounds(TrainingSettings, "max_run_minutes")
@@ -126,7 +126,7 @@ def test_values_the_api_rejects_fail_at_config_load(build: Any, message: str) ->
 
 
 def test_every_catalogued_profile_default_is_a_hosting_type() -> None:
-    from infra import compute_profiles
+    from infra.catalog import compute_profiles
 
     for profile in compute_profiles.PROFILES.values():
         if profile.default_instance_type:

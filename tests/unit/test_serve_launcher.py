@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sagebert.serve_launcher import SOCKET_PATH_MAX, config_properties, management_socket
+from sagebert.local.launcher import SOCKET_PATH_MAX, config_properties, management_socket
 
 # What sagemaker_inference generates (its template binds both APIs to every interface).
 GENERATED = """enable_envvars_config=true

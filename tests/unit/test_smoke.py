@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from sagebert import smoke
 from sagebert.__main__ import main as cli
+from sagebert.local import smoke
 
 GOOD = [{"label": "positive", "score": 0.97}]
 API_KEY_ID = "k3y1d"

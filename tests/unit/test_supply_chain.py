@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.promotion_pipeline import SMOKE_INSTALL, SMOKE_PACKAGES
+from infra.pipeline import SMOKE_INSTALL, SMOKE_PACKAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCKS = ("requirements/lock.txt", "requirements/serve.txt", "requirements/weights.txt")

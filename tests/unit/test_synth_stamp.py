@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sagebert import synth_report
+from sagebert.report import synth as synth_report
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STAMP = "cdk.out/.gates-passed"
@@ -37,9 +37,9 @@ FILES = [
     "node_modules/.installed",
     "model_code/train.py",
     "model_code/inference.py",
-    "sagebert/package.py",
-    "sagebert/archive.py",
-    "sagebert/quantize.py",
+    "sagebert/release/package.py",
+    "sagebert/release/archive.py",
+    "sagebert/release/quantize.py",
     "data/sentiment/train.jsonl",
     "data/sentiment/validation.jsonl",
     "data/sentiment/test.jsonl",

@@ -1,0 +1,1 @@
+"""The batch path: scheduled SageMaker batch transform jobs (schedule, state machine, manifest)."""

@@ -1,0 +1,2 @@
+"""The stage config schema (config/<stage>.yaml, config/pipeline.yaml): pydantic models, one module
+per top-level key over the strict base in base.py; stage.py composes them and loads the files."""

@@ -1,0 +1,112 @@
+"""Model sources in the stage config: where a SageMaker model's data and container come from.
+
+`model:` (and each A/B or shadow variant's `model:`) is one of these, told apart by `source`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from infra.catalog import images as image_catalog
+from infra.config.base import Strict as _Strict
+
+
+class ContainerSettings(_Strict):
+    """Which Hugging Face inference container (DLC) serves the model."""
+
+    transformers_version: str = Field(
+        "4.51.3",
+        description="Transformers version of the Hugging Face DLC; must be in infra/catalog/dlc_images.json "
+        "(full version, e.g. 4.51.3).",
+    )
+    pytorch_version: str = Field(
+        "2.6.0", description="PyTorch version of the DLC; must be in infra/catalog/dlc_images.json."
+    )
+
+    @model_validator(mode="after")
+    def _known_image(self) -> ContainerSettings:
+        image_catalog.find(self.transformers_version, self.pytorch_version)  # raises with choices
+        return self
+
+
+class BundledModel(_Strict):
+    """The model archive that `make package` builds from the project's own model folder."""
+
+    source: Literal["bundled"] = Field(description="Model data comes from a local archive.")
+    artifact: str = Field(
+        "build/model.tar.gz",
+        description="Path (relative to the repository root) of the model.tar.gz uploaded as a CDK "
+        "file asset. `make synth` builds the default one when it is missing.",
+    )
+    network_isolation: bool = Field(
+        True, description="Run the container with no network access (EnableNetworkIsolation)."
+    )
+    require_int8: bool = Field(
+        False,
+        description="Refuse to synthesize when the archive serves fp32 ONNX because int8 missed its tolerance "
+        "on the CPU that packaged it (false: ship fp32 ONNX with make package's warning). `make package "
+        "REQUIRE_INT8=1` stops at packaging instead.",
+    )
+    container: ContainerSettings = Field(default_factory=ContainerSettings)
+
+
+class S3Model(_Strict):
+    """A model.tar.gz already in S3, e.g. written by a training job or a release pipeline."""
+
+    source: Literal["s3"] = Field(description="Model data is an existing S3 object.")
+    uri: str = Field(
+        description="s3://bucket/key/model.tar.gz. The execution role may read this one object.",
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+\.tar\.gz$",
+    )
+    kms_key_arn: str | None = Field(
+        None,
+        description="ARN of the KMS key that encrypts the object, if it is SSE-KMS encrypted; the "
+        "execution role may decrypt with it.",
+        pattern=r"^arn:aws:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$",
+    )
+    network_isolation: bool = Field(
+        True, description="Run the container with no network access (EnableNetworkIsolation)."
+    )
+    container: ContainerSettings = Field(default_factory=ContainerSettings)
+
+
+class HubModel(_Strict):
+    """A Hugging Face Hub model id: the container downloads it at every start-up."""
+
+    source: Literal["hub"] = Field(description="The container downloads the model from the Hub.")
+    model_id: str = Field(
+        description="Hub model id (HF_MODEL_ID), e.g. distilbert-base-uncased-finetuned-sst-2-english.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$",
+    )
+    task: Literal[
+        "text-classification",
+        "token-classification",
+        "feature-extraction",
+        "fill-mask",
+        "question-answering",
+        "zero-shot-classification",
+    ] = Field(description="Pipeline task (HF_TASK).")
+    network_isolation: bool = Field(
+        False,
+        description="Must stay false: a Hub model is downloaded at start-up, which isolation forbids.",
+    )
+    allow_download_in_production: bool = Field(
+        False,
+        description="A production stage refuses Hub downloads (start-up then depends on the Hub) unless this is true.",
+    )
+    container: ContainerSettings = Field(default_factory=ContainerSettings)
+
+    @model_validator(mode="after")
+    def _isolation_needs_local_weights(self) -> HubModel:
+        if self.network_isolation:
+            raise ValueError(
+                "model.network_isolation = true with model.source = hub: the container must "
+                "download the model at start-up, which network isolation blocks. Package the "
+                "model (source: bundled or s3) or set network_isolation: false."
+            )
+        return self
+
+
+ModelSource = Annotated[BundledModel | S3Model | HubModel, Field(discriminator="source")]

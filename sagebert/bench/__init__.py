@@ -1,0 +1,1 @@
+"""Benchmarks that print a table (and a plot): model server, front door, batch, int8 recipes."""

@@ -1,0 +1,1 @@
+"""Checks run before anything reaches AWS: the synth gates and the deploy preflight."""

@@ -1,0 +1,320 @@
+"""Deploy-time rules that cdk-nag and cfn-lint do not check, run over synthesized templates.
+
+- Export stability (`changed_exports`): CloudFormation refuses to change the value of an export another stack
+  imports ("Export ... cannot be updated as it is in use"). A value changes when the resource it names is
+  replaced, and a replaced resource with a generated name gets a new name. Comparing two synths (before and after
+  a change a user makes every week: a new archive, image tag or container variable) with the resource schemas'
+  create-only properties finds every export that such a change would block.
+- Retry safety (`retained_physical_names`): DeletionPolicy Retain keeps a resource even when the rollback of a
+  failed first create deletes the rest, so a fixed physical name makes every retry fail with AlreadyExists.
+  RetainExceptOnCreate (CDK RETAIN_ON_UPDATE_OR_DELETE) or a generated name avoids that; the rest must be listed
+  in RETAINED_NAMES_ALLOWED with a reason.
+  https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html
+- Update path (`stuck_scaling_updates`): SageMaker fails an endpoint update that changes the instance type of a
+  variant registered for autoscaling, and CloudFormation can only deregister it after the update.
+  https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html
+
+The resource schemas are the CloudFormation registry schemas cfn-lint ships (no AWS call).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+Template = Mapping[str, Any]
+# The schemas hardly differ by region for the types sagebert uses; one region keeps the answers stable.
+SCHEMA_REGION = "us-east-1"
+
+# Resources that may keep a fixed physical name under DeletionPolicy Retain: (type, logical id prefix) -> reason.
+# Empty today: every retained resource either has a generated name or uses RetainExceptOnCreate.
+RETAINED_NAMES_ALLOWED: dict[tuple[str, str], str] = {}
+
+
+@cache
+def _schema(resource_type: str) -> dict[str, Any]:
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    try:
+        schema: dict[str, Any] = PROVIDER_SCHEMA_MANAGER.get_resource_schema(SCHEMA_REGION, resource_type).schema
+    except Exception:  # custom resources and types cfn-lint does not know
+        return {}
+    return schema
+
+
+def _paths(resource_type: str, key: str) -> list[list[str]]:
+    return [path.removeprefix("/properties/").split("/") for path in _schema(resource_type).get(key, [])]
+
+
+def create_only_properties(resource_type: str) -> list[list[str]]:
+    """Property paths whose change replaces the resource (the schema's createOnlyProperties)."""
+    return _paths(resource_type, "createOnlyProperties")
+
+
+def physical_name_properties(resource_type: str) -> list[str]:
+    """Top-level properties that name the resource: its writable primary identifier, and create-only *Name
+    properties (EndpointName, RoleName ...)."""
+    read_only = {path[0] for path in _paths(resource_type, "readOnlyProperties")}
+    names = {path[0] for path in _paths(resource_type, "primaryIdentifier") if path[0] not in read_only}
+    names |= {path[0] for path in create_only_properties(resource_type) if len(path) == 1 and path[0].endswith("Name")}
+    return sorted(names)
+
+
+def _at(value: Any, path: list[str]) -> Any:
+    """The value at a schema path ("*" for every item of a list); None where it is absent."""
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if head == "*":
+        return [_at(item, rest) for item in value] if isinstance(value, list) else None
+    if isinstance(value, list):  # a path through a list without "*": compare item by item
+        return [_at(item, path) for item in value]
+    return _at(value.get(head), rest) if isinstance(value, dict) else None
+
+
+def _references(value: Any) -> set[str]:
+    """Logical ids a template value refers to (Ref, Fn::GetAtt, Fn::Sub ${X} / ${X.Attr})."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref" and isinstance(inner, str):
+                found.add(inner)
+            elif key == "Fn::GetAtt":
+                target = inner[0] if isinstance(inner, list) else str(inner).split(".")[0]
+                found.add(target)
+            elif key == "Fn::Sub":
+                text = inner[0] if isinstance(inner, list) else inner
+                found |= {m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", str(text))}
+                found |= _references(inner[1] if isinstance(inner, list) and len(inner) > 1 else None)
+            else:
+                found |= _references(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            found |= _references(inner)
+    return found
+
+
+def replaced_resources(before: Template, after: Template) -> dict[str, str]:
+    """Logical id -> why, for the resources of `before` that deploying `after` over it replaces: a create-only
+    property changed, or refers to a resource that is itself replaced (its generated name or id changes)."""
+    old, new = before.get("Resources", {}), after.get("Resources", {})
+    replaced: dict[str, str] = {}
+    changed = True
+    while changed:
+        changed = False
+        for logical_id, resource in new.items():
+            if logical_id in replaced or logical_id not in old or old[logical_id]["Type"] != resource["Type"]:
+                continue
+            old_props, new_props = old[logical_id].get("Properties", {}), resource.get("Properties", {})
+            for path in create_only_properties(resource["Type"]):
+                old_value, new_value = _at(old_props, path), _at(new_props, path)
+                name = "/".join(path)
+                if old_value != new_value:
+                    replaced[logical_id] = f"its create-only property {name} changes"
+                elif refs := sorted(_references(new_value) & set(replaced)):
+                    replaced[logical_id] = f"its create-only property {name} refers to {refs[0]}, which is replaced"
+                else:
+                    continue
+                changed = True
+                break
+    return replaced
+
+
+@dataclass(frozen=True)
+class Export:
+    stack: str
+    output: str
+    name: str
+    value: Any
+
+
+def exports(templates: Mapping[str, Template]) -> list[Export]:
+    """Every output with an export name, by stack (export names as synthesized: literal strings)."""
+    found = []
+    for stack, template in sorted(templates.items()):
+        for output, spec in sorted(template.get("Outputs", {}).items()):
+            name = spec.get("Export", {}).get("Name")
+            if isinstance(name, str):
+                found.append(Export(stack, output, name, spec["Value"]))
+    return found
+
+
+def imported_names(templates: Mapping[str, Template]) -> set[str]:
+    return {name for template in templates.values() for name in _imports(template)}
+
+
+def _imports(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Fn::ImportValue" and isinstance(inner, str):
+                yield inner
+            else:
+                yield from _imports(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _imports(inner)
+
+
+def changed_exports(before: Mapping[str, Template], after: Mapping[str, Template]) -> list[str]:
+    """Exports another stack imports whose value deploying `after` over `before` would change (one message each).
+
+    Both are one stage's templates by stack name."""
+    used = imported_names(before)
+    problems = []
+    after_exports = {(e.stack, e.name): e for e in exports(after)}
+    for export in exports(before):
+        if export.name not in used:
+            continue
+        new = after_exports.get((export.stack, export.name))
+        if new is None:
+            continue  # removed: CloudFormation refuses that too, but only while an importer stays (cfn-lint sees it)
+        if new.value != export.value:
+            problems.append(
+                f"{export.stack} export {export.name}: its value changes from {export.value} to {new.value}"
+            )
+            continue
+        replaced = replaced_resources(before[export.stack], after[export.stack])
+        for logical_id in sorted(_references(export.value) & set(replaced)):
+            problems.append(
+                f"{export.stack} export {export.name} ({export.output}) names {logical_id}, which the change replaces "
+                f"({replaced[logical_id]}): its generated name changes, and CloudFormation refuses to update an "
+                "export another stack imports. Let the importing stack own its copy, or pass a value replacement "
+                "keeps."
+            )
+    return problems
+
+
+def fragile_exports(templates: Mapping[str, Template]) -> list[str]:
+    """The one-synth form of the export-stability gate, for `make synth`: exports another stack imports that name
+    a resource with a generated name whose every property set in the template is create-only (a SageMaker Model,
+    say), so any change to it replaces and renames it. (`changed_exports` compares two synths and sees the rest.)"""
+    used = imported_names(templates)
+    problems = []
+    for export in exports(templates):
+        if export.name not in used:
+            continue
+        resources = templates[export.stack].get("Resources", {})
+        for logical_id in sorted(_references(export.value) & set(resources)):
+            resource = resources[logical_id]
+            resource_type, props = resource["Type"], resource.get("Properties", {})
+            if any(name in props for name in physical_name_properties(resource_type)):
+                continue  # a fixed name: replacement would fail on it anyway, and the name does not change
+            create_only = {path[0] for path in create_only_properties(resource_type)}
+            if props and set(props) <= create_only:
+                problems.append(
+                    f"{export.stack} export {export.name} names {logical_id} ({resource_type}): every property it sets "
+                    "is create-only, so any change replaces it under a new generated name, and CloudFormation refuses "
+                    "to update an export another stack imports. Let the importing stack own its copy."
+                )
+    return problems
+
+
+@dataclass(frozen=True)
+class RetainedName:
+    stack: str
+    logical_id: str
+    resource_type: str
+    properties: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.stack}: {self.logical_id} ({self.resource_type}) has DeletionPolicy Retain and a fixed "
+            f"{', '.join(self.properties)}: after a failed first create the rollback keeps it, and every retry fails "
+            "with AlreadyExists. Use RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE or a generated name, or list it in "
+            "sagebert/checks/deploy_gates.py RETAINED_NAMES_ALLOWED with the reason."
+        )
+
+
+def retained_physical_names(
+    templates: Mapping[str, Template], allowed: Mapping[tuple[str, str], str] = RETAINED_NAMES_ALLOWED
+) -> list[RetainedName]:
+    """Resources with DeletionPolicy Retain and a physical name set in the template, unless allow-listed."""
+    found = []
+    for stack, template in sorted(templates.items()):
+        for logical_id, resource in sorted(template.get("Resources", {}).items()):
+            if resource.get("DeletionPolicy") != "Retain":
+                continue
+            resource_type = resource["Type"]
+            if any(t == resource_type and logical_id.startswith(p) for t, p in allowed):
+                continue
+            named = [p for p in physical_name_properties(resource_type) if p in resource.get("Properties", {})]
+            if named:
+                found.append(RetainedName(stack, logical_id, resource_type, tuple(named)))
+    return found
+
+
+SCALABLE_TARGET = "AWS::ApplicationAutoScaling::ScalableTarget"
+
+
+def stuck_scaling_updates(before: Mapping[str, Template], after: Mapping[str, Template]) -> list[str]:
+    """Endpoint updates SageMaker would refuse: a production variant registered for autoscaling in `before` (and
+    still in `after`) changes its instance type. One message per variant, with the two-step way through."""
+    problems = []
+    registered = _scaled_variants(before)
+    for stack, template in sorted(after.items()):
+        for (endpoint, variant), instance_type in _variant_types(template).items():
+            old_type = _variant_types(before.get(stack, {})).get((endpoint, variant))
+            if old_type is None or old_type == instance_type or (endpoint, variant) not in registered:
+                continue
+            problems.append(
+                f"{stack}: endpoint {endpoint} variant {variant} changes instance type {old_type} -> {instance_type} "
+                "while registered for autoscaling; SageMaker refuses that update (and CloudFormation deregisters only "
+                "after it). Deploy in two steps: 1) remove endpoint.autoscaling (keep the instance type) and deploy; "
+                "2) set the new instance_type, restore endpoint.autoscaling, deploy. See README 'Changing the "
+                "instance type of an autoscaled endpoint'."
+            )
+    return problems
+
+
+def _endpoint_names(template: Template) -> dict[str, str]:
+    """EndpointConfig logical id -> the name of the endpoint that uses it."""
+    found = {}
+    for resource in template.get("Resources", {}).values():
+        if resource["Type"] == "AWS::SageMaker::Endpoint":
+            props = resource.get("Properties", {})
+            for config_id in _references(props.get("EndpointConfigName")):
+                found[config_id] = str(props.get("EndpointName"))
+    return found
+
+
+def _variant_types(template: Template) -> dict[tuple[str, str], str]:
+    """(endpoint name, variant name) -> instance type."""
+    names = _endpoint_names(template)
+    found = {}
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource["Type"] != "AWS::SageMaker::EndpointConfig" or logical_id not in names:
+            continue
+        for variant in resource.get("Properties", {}).get("ProductionVariants", []):
+            if "InstanceType" in variant:
+                found[(names[logical_id], variant["VariantName"])] = json.dumps(variant["InstanceType"]).strip('"')
+    return found
+
+
+def _scaled_variants(templates: Mapping[str, Template]) -> set[tuple[str, str]]:
+    """(endpoint name, variant name) registered as SageMaker scalable targets."""
+    found = set()
+    for template in templates.values():
+        for resource in template.get("Resources", {}).values():
+            if resource["Type"] != SCALABLE_TARGET:
+                continue
+            match = re.match(r"^endpoint/([^/]+)/variant/([^/]+)$", str(resource["Properties"].get("ResourceId")))
+            if match:
+                found.add((match[1], match[2]))
+    return found
+
+
+def stage_templates(outdir: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """Stage name -> stack name -> template, from a synthesized cloud assembly (cdk.out)."""
+    from sagebert.report.synth import read_assembly
+
+    return {
+        stage.name: {
+            stack.name.split("/")[-1]: json.loads(stack.template.read_text(encoding="utf-8")) for stack in stage.stacks
+        }
+        for stage in read_assembly(outdir)
+    }

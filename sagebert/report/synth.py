@@ -1,0 +1,184 @@
+"""After `cdk synth`: the gates (cdk-nag findings, cfn-lint, sagebert's deploy gates) over every synthesized
+template, and a per-stage summary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.catalog import compute_profiles
+from infra.config.stage import STAGE_PREFIX, stage_files
+from sagebert.checks import deploy_gates
+from sagebert.tables import columns
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CFN_LINT_CONFIG = REPO_ROOT / ".cfnlintrc.yaml"
+
+
+@dataclass(frozen=True)
+class StackSummary:
+    name: str
+    template: Path
+    resources: dict[str, int]  # resource type -> count
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    name: str
+    stacks: list[StackSummary]
+
+    def endpoints(self) -> list[str]:
+        """'<profile> <instance type> x<count>' (or 'serverless <MB> MB') for every production variant."""
+        found = []
+        for stack in self.stacks:
+            template = json.loads(stack.template.read_text(encoding="utf-8"))
+            for resource in template.get("Resources", {}).values():
+                if resource["Type"] == "AWS::SageMaker::EndpointConfig":
+                    is_async = "AsyncInferenceConfig" in resource["Properties"]
+                    for variant in resource["Properties"]["ProductionVariants"]:
+                        found.append(_variant_summary(variant, is_async))
+        return found
+
+
+def _variant_summary(variant: dict[str, Any], is_async: bool) -> str:
+    serverless = variant.get("ServerlessConfig")
+    if serverless is not None:
+        return f"serverless {serverless['MemorySizeInMB']} MB x{serverless['MaxConcurrency']} concurrent"
+    instance_type = variant["InstanceType"]
+    family = compute_profiles.family(instance_type)
+    profile = next((p.name for p in compute_profiles.PROFILES.values() if family in p.families), "?")
+    return f"{'async' if is_async else profile} {instance_type} x{variant['InitialInstanceCount']}"
+
+
+def read_assembly(outdir: Path) -> list[StageSummary]:
+    """Stages (nested cloud assemblies) and their stacks, from cdk.out's manifests."""
+    manifest = json.loads((outdir / "manifest.json").read_text(encoding="utf-8"))
+    stages = []
+    for artifact_id, artifact in sorted(manifest.get("artifacts", {}).items()):
+        if artifact["type"] != "cdk:cloud-assembly":
+            continue
+        stage_dir = outdir / artifact["properties"]["directoryName"]
+        stage_manifest = json.loads((stage_dir / "manifest.json").read_text(encoding="utf-8"))
+        stacks = []
+        for stack_id, stack in sorted(stage_manifest["artifacts"].items()):
+            if stack["type"] != "aws:cloudformation:stack":
+                continue
+            template = stage_dir / stack["properties"]["templateFile"]
+            counts: dict[str, int] = {}
+            for resource in json.loads(template.read_text(encoding="utf-8")).get("Resources", {}).values():
+                counts[resource["Type"]] = counts.get(resource["Type"], 0) + 1
+            stacks.append(StackSummary(name=stack.get("displayName", stack_id), template=template, resources=counts))
+        stages.append(
+            StageSummary(name=artifact.get("displayName", artifact_id.removeprefix("assembly-")), stacks=stacks)
+        )
+    return stages
+
+
+def run_cfn_lint(templates: list[Path]) -> int:
+    """cfn-lint with the project's config (ignored checks and their reasons live there)."""
+    command = [
+        str(Path(sys.executable).with_name("cfn-lint")),
+        "--config-file",
+        str(CFN_LINT_CONFIG),
+        "--",
+        *map(str, templates),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.stdout.strip():
+        print(result.stdout.rstrip(), file=sys.stderr)
+    if result.stderr.strip():
+        print(result.stderr.rstrip(), file=sys.stderr)
+    return result.returncode
+
+
+def nag_failures(outdir: Path) -> list[str]:
+    """Unacknowledged cdk-nag findings recorded by the last synth (rule and construct paths).
+
+    `app.synth()` raises on them, but the CDK CLI has been seen to exit 0 all the same, so the
+    report file is checked too."""
+    report = outdir / "validation-report.json"
+    if not report.is_file():
+        return []
+    failures = []
+    for plugin in json.loads(report.read_text(encoding="utf-8")).get("pluginReports", []):
+        for violation in plugin.get("violations", []):
+            paths = ", ".join(c["constructPath"] for c in violation["violatingConstructs"])
+            failures.append(f"{violation['ruleName']}: {paths}")
+    return failures
+
+
+def render(stages: list[StageSummary]) -> str:
+    rows = [("stage", "stacks (resources)", "resources", "endpoint")]
+    for stage in stages:
+        stacks = ", ".join(f"{s.name.split('/')[-1]} ({sum(s.resources.values())})" for s in stage.stacks)
+        total = sum(sum(s.resources.values()) for s in stage.stacks)
+        endpoints = "; ".join(stage.endpoints()) or "-"
+        rows.append((stage.name, stacks, str(total), endpoints))
+    return "\n".join(columns(rows))
+
+
+def stale_stages(stages: list[StageSummary], config_dir: Path) -> str | None:
+    """None when the assembly holds exactly the stages config_dir defines, else what differs."""
+    synthesized = {stage.name for stage in stages if stage.name.startswith(STAGE_PREFIX)}
+    configured = {f"{STAGE_PREFIX}{file.stem}" for file in stage_files(config_dir)}
+    if synthesized == configured:
+        return None
+    extra, missing = sorted(synthesized - configured), sorted(configured - synthesized)
+    return f"stages without a config file: {extra or 'none'}; config files without a stage: {missing or 'none'}"
+
+
+def main(outdir: Path, config_dir: Path = Path("config")) -> int:
+    if not (outdir / "manifest.json").is_file():
+        print(f"{outdir}/manifest.json not found; run `make synth` first.", file=sys.stderr)
+        return 1
+    stale = stale_stages(read_assembly(outdir), config_dir)
+    if stale:
+        print(f"{outdir} is stale against {config_dir}/ ({stale}): run `make synth` again.", file=sys.stderr)
+        return 1
+    failures = nag_failures(outdir)
+    if failures:
+        print(
+            "cdk-nag: unacknowledged findings (fix them, or acknowledge each with a specific reason "
+            "via infra.operations.compliance.acknowledge):",
+            file=sys.stderr,
+        )
+        for failure in failures:
+            print(f"  - {failure}", file=sys.stderr)
+        return 1
+    print("cdk-nag: AwsSolutions and NIST 800-53 R5 - no unacknowledged findings")
+    stages = read_assembly(outdir)
+    # The stages' stacks, and top-level stacks outside any stage (the promotion pipeline, when enabled).
+    templates = [stack.template for stage in stages for stack in stage.stacks]
+    templates += sorted(outdir.glob("*.template.json"))
+    code = run_cfn_lint(templates)
+    if code != 0:
+        print(
+            f"cfn-lint found problems (exit {code}); fix them or, for a warning that is wrong for "
+            f"sagebert, list it with its reason in {CFN_LINT_CONFIG.name}.",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"cfn-lint: {len(templates)} templates, no errors or warnings")
+    # Every stage's stacks, and the top-level ones (the promotion pipeline's).
+    groups = [*deploy_gates.stage_templates(outdir).values()]
+    groups.append({path.name: json.loads(path.read_text(encoding="utf-8")) for path in outdir.glob("*.template.json")})
+    retained = [found for group in groups for found in deploy_gates.retained_physical_names(group)]
+    if retained:
+        print("retry safety: retained resources with a fixed physical name:", file=sys.stderr)
+        for found in retained:
+            print(f"  - {found}", file=sys.stderr)
+        return 1
+    print("retry safety: no retained resource has a fixed physical name (a failed first create can be retried)")
+    fragile = [problem for group in groups for problem in deploy_gates.fragile_exports(group)]
+    if fragile:
+        print("export stability: imported exports that any change renames:", file=sys.stderr)
+        for problem in fragile:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print("export stability: no imported export names a resource that every change replaces")
+    print(render(stages))
+    return 0
