@@ -325,7 +325,7 @@ class Int8Simulation:
     """Simulates the archive's int8 (`make package`'s default recipe) on the encoder's FFN, while `enabled`.
 
     As the recipe quantizes them: the FFN's two projections, weights int8 symmetric per output channel
-    (scale max|w|/127), activations uint8 with one range per token (including 0); attention, pooler and
+    (scale max|w|/INT8_WEIGHT_LEVELS), activations uint8 with one range per token (including 0); attention, pooler and
     classifier stay fp32. Straight-through gradients (the rounding passes the gradient unchanged).
     Nothing of this is saved: the model keeps plain fp32 weights that have learned to sit well on the
     int8 grid."""
@@ -365,9 +365,16 @@ def _straight_through(x: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:
     return x + (quantized - x).detach()
 
 
+# The archive's weight grid (sagebert/release/quantize.py WEIGHT_LEVELS: 7 bits, so the int8 product cannot
+# saturate on CPUs without VNNI). This file runs alone in the training container, so it keeps a copy; a
+# test keeps the two equal.
+INT8_WEIGHT_LEVELS = 64
+
+
 def _fake_int8_per_channel(weight: torch.Tensor) -> torch.Tensor:
-    scale = weight.detach().abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127
-    return _straight_through(weight, torch.clamp(torch.round(weight / scale), -127, 127) * scale)
+    scale = weight.detach().abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / INT8_WEIGHT_LEVELS
+    levels = INT8_WEIGHT_LEVELS
+    return _straight_through(weight, torch.clamp(torch.round(weight / scale), -levels, levels) * scale)
 
 
 def _fake_uint8_per_token(x: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ import pytest
 
 from sagebert import cpu
 from sagebert.bench import int8_study
+from sagebert.release import package, quantize
 
 
 def test_every_recipe_is_built_scored_and_written(
@@ -27,3 +28,38 @@ def test_every_recipe_is_built_scored_and_written(
     assert results["cpu"] == cpu.describe()
     table = capsys.readouterr().out
     assert f"CPU: {results['cpu']['model']}" in table and "vs fp32 ONNX" in table and "1.00x" in table
+
+
+@pytest.mark.parametrize("recipe", list(int8_study.RECIPES), ids=lambda r: r.name)
+def test_int8_weights_cannot_saturate_on_cpus_without_vnni(
+    recipe: quantize.Recipe, tiny_classifier: Path, tmp_path: Path
+) -> None:
+    # Given the fused fp32 graph of a BERT, quantized by a recipe
+    import onnx
+    from onnx import numpy_helper
+    from tokenizers import Tokenizer
+
+    package.export_onnx(tiny_classifier, tmp_path / "raw.onnx")
+    package.optimize(tmp_path / "raw.onnx", tmp_path / "fused.onnx", tiny_classifier)
+    tokenizer = Tokenizer.from_file(str(tiny_classifier / "tokenizer.json"))
+    calibration = ["a short review", "a much longer review of a film that went on and on"] * 4
+    quantize.build(
+        tmp_path / "fused.onnx",
+        tmp_path / "int8.onnx",
+        recipe,
+        calibration,
+        tokenizer,
+        sensitivity=lambda graph, names: [(name, 0.0) for name in names],
+    )
+    # Then every int8 weight is on the 7-bit grid: two u8*s8 products fit int16 (AVX2's kernel sums pairs
+    # with saturation), so the int8 answer is the same on every x86 CPU
+    weights = [
+        numpy_helper.to_array(t)
+        for t in onnx.load(str(tmp_path / "int8.onnx")).graph.initializer
+        if t.data_type == onnx.TensorProto.INT8
+    ]
+    if recipe.dynamic or recipe.per_token:
+        assert weights, f"{recipe.name} quantizes some products"
+    for weight in weights:
+        assert int(abs(weight.astype(int)).max()) <= quantize.WEIGHT_LEVELS
+        assert 2 * 255 * quantize.WEIGHT_LEVELS <= 32767

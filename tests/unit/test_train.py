@@ -13,6 +13,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_code"))
 import train  # model_code/train.py
 
+from sagebert.release import quantize
+
 DATA = Path(__file__).resolve().parents[2] / "data" / "sentiment"
 
 
@@ -260,7 +262,11 @@ def test_int8_simulation_matches_the_faithful_recipe_arithmetic() -> None:
     assert torch.equal(train._fake_uint8_per_token(torch.zeros(1, 2, 3)), torch.zeros(1, 2, 3))
     w = torch.tensor([[1.0, -0.5, 0.25], [0.01, 0.02, -0.04]])
     wq = train._fake_int8_per_channel(w)
-    assert torch.allclose(wq, w, atol=1.0 / 127 / 2 + 1e-7) and wq[1].abs().max() == pytest.approx(0.04)
+    assert torch.allclose(wq, w, atol=1.0 / train.INT8_WEIGHT_LEVELS / 2 + 1e-7) and wq[1].abs().max() == pytest.approx(
+        0.04
+    )
+    # On the archive's grid (the training container cannot import sagebert, so train.py keeps a copy)
+    assert train.INT8_WEIGHT_LEVELS == quantize.WEIGHT_LEVELS
     # Straight-through: the gradient passes the rounding unchanged
     x.requires_grad_(True)
     train._fake_uint8_per_token(x).sum().backward()
