@@ -40,7 +40,9 @@ INLINE_CODE = re.compile(r"`[^`]*`")
 
 
 def pages() -> list[Path]:
-    return [README, *sorted(DOCS.glob("*.md"))]
+    """The README, docs/ and the notes beside the code (lambdas/README.md, model_code/README.md, the data card)."""
+    beside = [ROOT / "lambdas" / "README.md", ROOT / "model_code" / "README.md", *(ROOT / "data").rglob("*.md")]
+    return [README, *sorted(DOCS.glob("*.md")), *beside]
 
 
 def prose_lines(text: str) -> list[str]:
