@@ -92,7 +92,7 @@ bench-batch: $(SERVE_STAMP) $(ARTIFACT) ## batch throughput: sagebert (MultiReco
 cost: $(VENV_STAMP) ## monthly cost per stage from infra/catalog/prices.json and the measured throughput, with a recommendation
 	$(PY) -m sagebert cost
 
-openapi: $(VENV_STAMP) ## regenerate docs/openapi.json (and print the README's error table) from lambdas/front_door
+openapi: $(VENV_STAMP) ## regenerate docs/openapi.json (and print docs/api.md's error table) from lambdas/front_door
 	$(PY) -m sagebert openapi
 
 package: $(ARTIFACT) ## build build/model.tar.gz: ONNX export, fusions, int8 checked on this CPU (else fp32 ONNX; REQUIRE_INT8=1 stops instead), wheels

@@ -2,7 +2,7 @@
 variants, data capture and VPC.
 
 Rules SageMaker enforces are enforced here, at synth, with messages that say what to change; the
-README's "Rejected combinations" table lists each one and a test keeps every row failing.
+"Rejected combinations" table in docs/configuration.md lists each one and a test keeps every row failing.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Typed per-environment configuration: one YAML file per stage in config/, validated at synth.
 
-Every key is documented by its `description`; the README's config reference is generated from
+Every key is documented by its `description`; the config reference in docs/configuration.md is generated from
 these models (`python -m sagebert config-reference`) and a test keeps the two in step.
 A bad file fails synth with one message naming the file, each bad key, its value and what is
 allowed. A capability a stage does not use is absent from its file; nothing here switches on the

@@ -3,7 +3,7 @@
 The dashboard has one row per area (API, front-door Lambda, each endpoint variant, each variant's
 instances, batch runs); each row starts with a note on how to read it, and every graph that has an alarm
 draws the alarm's threshold as a horizontal line. Thresholds come from the stage's `monitoring:` section
-(infra/config/monitoring.py); the README's "Monitoring" section explains each alarm.
+(infra/config/monitoring.py); docs/monitoring.md explains each alarm.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ class ErrorKind:
     retry_after: int | None = None
 
 
-# Every error a client can get, its status and code: README and the OpenAPI document show this table.
+# Every error a client can get, its status and code: docs/api.md and the OpenAPI document show this table.
 ERRORS: tuple[ErrorKind, ...] = (
     ErrorKind(
         400,

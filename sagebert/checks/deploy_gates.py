@@ -265,8 +265,8 @@ def stuck_scaling_updates(before: Mapping[str, Template], after: Mapping[str, Te
                 f"{stack}: endpoint {endpoint} variant {variant} changes instance type {old_type} -> {instance_type} "
                 "while registered for autoscaling; SageMaker refuses that update (and CloudFormation deregisters only "
                 "after it). Deploy in two steps: 1) remove endpoint.autoscaling (keep the instance type) and deploy; "
-                "2) set the new instance_type, restore endpoint.autoscaling, deploy. See README 'Changing the "
-                "instance type of an autoscaled endpoint'."
+                "2) set the new instance_type, restore endpoint.autoscaling, deploy. See docs/endpoint.md, "
+                "'Changing the instance type of an autoscaled endpoint'."
             )
     return problems
 

@@ -2,10 +2,10 @@
 
 Built on the sagemaker SDK v2 `HuggingFace` estimator: it resolves the Hugging Face training image
 for pinned versions and writes the script-mode hyperparameters the training toolkit expects (v3
-dropped the framework estimators; see the README). sagebert uploads the code and, by default, the
-bundled base model itself — content-addressed under the output path — and hands the SDK their S3
-URIs, so the SDK uploads nothing on its own and `--dry-run` can print the complete
-CreateTrainingJob request while calling no AWS API at all.
+dropped the framework estimators; see docs/release-and-packaging.md, SDK v3). sagebert uploads the
+code and, by default, the bundled base model itself — content-addressed under the output path — and
+hands the SDK their S3 URIs, so the SDK uploads nothing on its own and `--dry-run` can print the
+complete CreateTrainingJob request while calling no AWS API at all.
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ def build_plan(stage: str, config: StageConfig, session: Any, job_name: str | No
     settings = config.training
     if settings is None:
         raise RemoteTrainingError(
-            f"stage {stage!r} has no `training:` section in config/{stage}.yaml; add one (see the README's "
-            "configuration reference, keys training.*)."
+            f"stage {stage!r} has no `training:` section in config/{stage}.yaml; add one (see the configuration "
+            "reference in docs/configuration.md, keys training.*)."
         )
     import_sdk()
     from sagemaker.huggingface import HuggingFace
@@ -198,8 +198,8 @@ def upload(uploads: list[Upload], session: Any, kms_key_arn: str | None) -> None
 def main(stage: str, config: StageConfig, *, dry_run: bool, region: str | None) -> int:
     if config.training is None:
         raise RemoteTrainingError(
-            f"stage {stage!r} has no `training:` section in config/{stage}.yaml; add one (see the README's "
-            "configuration reference, keys training.*)."
+            f"stage {stage!r} has no `training:` section in config/{stage}.yaml; add one (see the configuration "
+            "reference in docs/configuration.md, keys training.*)."
         )
     region = region or config.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if not region:

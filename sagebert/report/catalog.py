@@ -31,7 +31,7 @@ _URI = re.compile(
 def _quiet_sdk() -> None:
     """No instance-metadata probing, no v2 deprecation banner, no config INFO lines."""
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
-    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")  # v2 is chosen on purpose (see README)
+    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")  # v2 on purpose: docs/release-and-packaging.md
     for name in ("sagemaker", "sagemaker.config", "sagemaker.image_uris"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -1,6 +1,6 @@
 """Render the config reference (a Markdown table) from the pydantic schema in infra/config/stage.py.
 
-The README carries this table between markers; a test fails when the two differ, so the
+docs/configuration.md carries this table between markers; a test fails when the two differ, so the
 reference can never drift from what synth accepts.
 """
 

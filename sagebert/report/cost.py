@@ -8,7 +8,7 @@ Three layers, so the arithmetic can be tested on fixed numbers:
 3. `report` / `render` assemble the per-stage tables, the cost per million predictions of each compute
    profile and a recommendation (real time, serverless or batch).
 
-Assumptions (each also in the README): a month is 730 hours and 30 days; CPU capacity counts physical
+Assumptions (each also in docs/cost.md): a month is 730 hours and 30 days; CPU capacity counts physical
 cores (an AWS vCPU is a hyperthread), each worth one pinned core's measured share; GPU and Inferentia were
 not measured here, so their cost per prediction is "not measured here" rather than a guess; free tiers and
 Savings Plans are ignored.

@@ -1,8 +1,8 @@
-"""The front door's OpenAPI 3 document and README error table, generated from its contract.
+"""The front door's OpenAPI 3 document and its error table (docs/api.md), generated from its contract.
 
 Both come from `lambdas/front_door`: the request schema file and the error table (`ERRORS`).
 `python -m sagebert openapi` writes docs/openapi.json; `--check` only compares. Tests keep the
-document, the README table and the handler in step (schemathesis runs the document against the
+document, the table in docs/api.md and the handler in step (schemathesis runs the document against the
 local front door).
 """
 
@@ -184,6 +184,6 @@ def main(check: bool) -> int:
         return 0
     DOCUMENT.parent.mkdir(parents=True, exist_ok=True)
     DOCUMENT.write_text(render(), encoding="utf-8")
-    print(f"wrote {DOCUMENT.relative_to(REPO_ROOT)}; the README's error table:\n")
+    print(f"wrote {DOCUMENT.relative_to(REPO_ROOT)}; the error table for docs/api.md:\n")
     print(error_table(), end="")
     return 0

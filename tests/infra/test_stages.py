@@ -297,7 +297,7 @@ def test_every_batch_option_passes_the_gates(default_artifact: Path, tmp_path: P
     assert synth_report.run_cfn_lint(template_files) == 0
 
 
-# --- the README's "Security model", claim by claim, on the committed stages -----------------------------------
+# --- docs/compliance.md's "Security model", claim by claim, on the committed stages -----------------------------------
 
 
 def test_security_model_callers(assembly: CloudAssembly) -> None:

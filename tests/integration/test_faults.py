@@ -32,7 +32,7 @@ KILL_AT_S = 1.0
 # Measured on a shared 2-core VM (AMD EPYC): 200 again 10.8-13.3 s after the kill, 4 of ~265
 # answers a 504 (requests queued while no worker ran; a new worker starts Python, the toolkit and
 # the ONNX model, pip-free). The bound leaves room for a
-# slower machine; the figure itself is printed (pytest -s) and quoted in the README.
+# slower machine; the figure itself is printed (pytest -s) and quoted in docs/faults.md.
 RECOVERY_BOUND_S = 30.0
 DOCUMENTED = {502: "ModelError", 503: "ModelUnavailable", 504: "Timeout"}
 

@@ -1,4 +1,4 @@
-"""Every row of the README's "Rejected combinations" table is refused at synth with its message."""
+"""Every row of the "Rejected combinations" table (docs/configuration.md) is refused at synth with its message."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import yaml
 
 from infra.config.stage import ConfigError, load_stage_config
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 BEGIN, END = "<!-- rejected-combinations:begin -->", "<!-- rejected-combinations:end -->"
 ROW = re.compile(r"^\| `(?P<config>[^`]+)` \| (?P<why>[^|]+) \| `(?P<message>[^`]+)` \|$")
 
 
 def rows() -> list[tuple[str, str]]:
-    text = README.read_text(encoding="utf-8")
+    text = PAGE.read_text(encoding="utf-8")
     table = text[text.index(BEGIN) + len(BEGIN) : text.index(END)]
     found = [(m["config"], m["message"]) for line in table.splitlines() if (m := ROW.match(line.strip()))]
     assert len(found) >= 25, "the table lost rows (or its format changed)"
@@ -33,7 +33,7 @@ def as_stage(snippet: str) -> dict[str, object]:
 @pytest.mark.parametrize(("snippet", "message"), rows(), ids=[r[0][:60] for r in rows()])
 def test_each_rejected_combination_fails_with_its_message(snippet: str, message: str, tmp_path: Path) -> None:
     # Given a stage file with only that combination, when it is loaded (as synth does), then it is refused and
-    # the message names the problem as the README says.
+    # the message names the problem as the page says.
     path = tmp_path / "stage.yaml"
     path.write_text(yaml.safe_dump(as_stage(snippet)), encoding="utf-8")
     with pytest.raises(ConfigError) as refused:
