@@ -9,7 +9,8 @@ from aws_cdk import Aws, CfnOutput, Stack
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from infra.batch.transform_schedule import BatchTransformSchedule, job_name_prefix
+from infra.batch.expressions import job_name_prefix
+from infra.batch.transform_schedule import BatchTransformSchedule
 from infra.catalog import compute_profiles
 from infra.catalog import images as image_catalog
 from infra.catalog.images import Flavour

@@ -20,15 +20,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app import feature_flags
-from infra.batch.transform_schedule import (
+from infra.batch.expressions import (
     CAPACITY_WAIT_MAX_S,
     CAPACITY_WAIT_S,
     JOB_NAME_PREFIX,
-    MANIFEST_HANDLER,
     OFFSET_TABLE_YEARS,
-    THROTTLING_ERRORS,
     TRANSFORM_JOB_NAME,
-    BatchTransformSchedule,
     capacity_wait_s,
     job_name_expression,
     job_name_prefix,
@@ -37,6 +34,9 @@ from infra.batch.transform_schedule import (
     transform_job_name,
     utc_offsets,
 )
+from infra.batch.manifest import MANIFEST_HANDLER
+from infra.batch.state_machine import THROTTLING_ERRORS
+from infra.batch.transform_schedule import BatchTransformSchedule
 from infra.catalog.images import find
 from infra.config.model import S3Model
 from infra.config.stage import BatchSettings
