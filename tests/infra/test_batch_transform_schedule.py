@@ -3,6 +3,7 @@ job name and run date through their Python twins."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -16,6 +17,7 @@ from aws_cdk import App, Stack
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Capture, Match, Template
+from batch_manifest.manifest import Run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -374,6 +376,8 @@ def test_success_writes_the_manifest_through_the_lambda(default: Template) -> No
         "started",
         "ended",
     }
+    # lambdas/ may not be imported by infra: the event the function reads is checked here.
+    assert set(manifest["Arguments"]["Payload"]) == {field.name for field in dataclasses.fields(Run)}
     assert set(s["Transform"]["Assign"]) == {"jobStarted", "jobEnded"}
 
 
