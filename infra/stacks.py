@@ -9,16 +9,16 @@ from aws_cdk import Aws, CfnOutput, Stack
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from infra.batch.transform_schedule import BatchTransformSchedule, job_name_prefix
-from infra.catalog import compute_profiles
+from infra.batch.expressions import job_name_prefix
+from infra.batch.transform_schedule import BatchTransformSchedule
 from infra.catalog import images as image_catalog
-from infra.catalog.images import Flavour
 from infra.config.model import ModelSource
 from infra.config.monitoring import MonitoringSettings
 from infra.config.stage import ApiSettings, BatchSettings, StageConfig
 from infra.online.inference_api import InferenceApi
 from infra.online.private_network import PrivateNetwork
 from infra.online.realtime_endpoint import RealtimeEndpoint, VariantModel
+from infra.online.variants import PlannedVariant, plan_variants
 from infra.operations.artifact_store import ArtifactStore, GuardedPrefix
 from infra.operations.monitoring import Monitoring
 from infra.release.hugging_face_model import HuggingFaceModel, ModelLogs, ModelVpc
@@ -112,70 +112,44 @@ class ServingStack(Stack):
             self.network = PrivateNetwork(self, "Network", settings=endpoint.vpc, key=key)
             vpc = ModelVpc(self.network.subnet_ids, [self.network.security_group.security_group_id])
 
-        def model(id_: str, source: ModelSource, instance_type: str | None) -> HuggingFaceModel:
-            # threads_per_worker above 1: fewer, wider model-server workers, sized for this variant's instances.
-            workers = None
-            if endpoint.threads_per_worker > 1 and instance_type is not None:
-                workers = compute_profiles.server_workers(instance_type, endpoint.threads_per_worker)
+        plan = plan_variants(endpoint, config.model)
+
+        def model(id_: str, planned: PlannedVariant) -> HuggingFaceModel:
             return HuggingFaceModel(
                 self,
                 id_,
-                source=source,
-                image=_image_for(source, profile.flavour),
+                source=planned.source,
+                image=image_catalog.image_for(planned.source.container, profile.flavour),
                 flavour=profile.flavour,
                 base_dir=base_dir,
                 # cpu leaves the handler on auto (int8 ONNX when the archive has it, else PyTorch).
                 runtime=None if profile.flavour == "cpu" else profile.runtime,
-                server_workers=workers,
-                network_isolation=config.network_isolation(source),
+                server_workers=planned.server_workers,
+                network_isolation=config.network_isolation(planned.source),
                 vpc=vpc,
                 logs=ModelLogs(endpoint_name=endpoint_name),
                 role_path=model_role_path(stage_name, "serving"),
             )
 
-        self.model = model("Model", config.model, endpoint.instance_type)
-        variants = [
-            VariantModel(
-                endpoint.variant_name,
-                self.model.model_name,
-                endpoint.instance_type,
-                endpoint.instance_count,
-                endpoint.weight,
-            )
-        ]
-        self.models = [self.model]
-        for variant in endpoint.variants:
-            instance_type = variant.instance_type or endpoint.instance_type
-            extra = model(f"Model{variant.name}", variant.model, instance_type)
-            self.models.append(extra)
-            variants.append(
+        self.models: list[HuggingFaceModel] = []
+        served: list[VariantModel] = []
+        for planned in plan.all:
+            # The main variant's model is Model, every other one's Model<variant name>: their logical IDs.
+            each = model("Model" if planned is plan.main else f"Model{planned.name}", planned)
+            self.models.append(each)
+            served.append(
                 VariantModel(
-                    variant.name,
-                    extra.model_name,
-                    instance_type,
-                    variant.instance_count,
-                    variant.weight,
+                    planned.name, each.model_name, planned.instance_type, planned.instance_count, planned.weight
                 )
             )
-        shadow: VariantModel | None = None
-        if endpoint.shadow is not None:
-            instance_type = endpoint.shadow.instance_type or endpoint.instance_type
-            extra = model(f"Model{endpoint.shadow.name}", endpoint.shadow.model, instance_type)
-            self.models.append(extra)
-            # A shadow variant's weight is the share of the production variant's requests it is sent.
-            shadow = VariantModel(
-                endpoint.shadow.name,
-                extra.model_name,
-                instance_type,
-                endpoint.shadow.instance_count,
-                endpoint.weight * endpoint.shadow.sampling_percent / 100,
-            )
+        self.model = self.models[0]
+        shadow = served.pop() if plan.shadow is not None else None
         self.endpoint = RealtimeEndpoint(
             self,
             "Endpoint",
             settings=endpoint,
             endpoint_name=endpoint_name,
-            variants=variants,
+            variants=served,
             shadow=shadow,
             key=key,
             bucket=store.bucket,
@@ -202,13 +176,6 @@ class ServingStack(Stack):
                 description="SNS topic SageMaker notifies when an async request "
                 + ("is answered" if index == 0 else "fails"),
             )
-
-
-def _image_for(source: ModelSource, flavour: Flavour) -> image_catalog.DlcImage:
-    container = source.container
-    if flavour == "neuronx":
-        return image_catalog.find_neuron(container.transformers_version)
-    return image_catalog.find(container.transformers_version, container.pytorch_version)
 
 
 class ApiStack(Stack):
@@ -273,7 +240,7 @@ class BatchStack(Stack):
             self,
             "Model",
             source=source,
-            image=_image_for(source, "cpu"),
+            image=image_catalog.image_for(source.container, "cpu"),
             flavour="cpu",
             base_dir=base_dir,
             network_isolation=source.network_isolation,

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 CATALOG_FILE = Path(__file__).with_name("dlc_images.json")
 
@@ -80,6 +80,24 @@ def find_neuron(transformers_version: str) -> DlcImage:
         f"no Hugging Face Neuron (Inferentia2) inference image for transformers {transformers_version!r}; the catalog "
         f"has: {', '.join(known)}. Set model.container.transformers_version to one of them."
     )
+
+
+class Versions(Protocol):
+    """What picks an image: a model's container settings (`model.container` in a stage config)."""
+
+    @property
+    def transformers_version(self) -> str: ...
+
+    @property
+    def pytorch_version(self) -> str: ...
+
+
+def image_for(container: Versions, flavour: Flavour) -> DlcImage:
+    """The image a model with these container versions runs on in `flavour`: the Neuron image for neuronx
+    (its PyTorch is the catalog's), else the CPU/GPU image."""
+    if flavour == "neuronx":
+        return find_neuron(container.transformers_version)
+    return find(container.transformers_version, container.pytorch_version)
 
 
 def regions() -> frozenset[str]:

@@ -238,19 +238,15 @@ def _models(config: StageConfig) -> list[tuple[ModelSource, Flavour]]:
     return models
 
 
-def _image(source: ModelSource, flavour: Flavour) -> image_catalog.DlcImage:
-    container = source.container
-    if flavour == "neuronx":
-        return image_catalog.find_neuron(container.transformers_version)
-    return image_catalog.find(container.transformers_version, container.pytorch_version)
-
-
 def planned(config: StageConfig) -> list[str]:
     """What `run` would check for this stage, one line each (the no-credentials answer)."""
     lines = ["the credentials' account is the stage's (`account` in its config, when set)"]
     if config.api is not None or config.batch is not None:
         lines.append(f"SSM parameter {POWERTOOLS_LAYER_PARAMETER} exists (the Powertools layer)")
-    images = {(_image(s, f).repository, _image(s, f).tag(f)) for s, f in _models(config)}
+    images = {
+        (image_catalog.image_for(s.container, f).repository, image_catalog.image_for(s.container, f).tag(f))
+        for s, f in _models(config)
+    }
     lines += [f"image {repository}:{tag} exists in the region's DLC registry" for repository, tag in sorted(images)]
     for instance_type, count in sorted(endpoint_instances(config).items()):
         lines.append(f"quota '{instance_type} for endpoint usage' >= {2 * count} (blue/green)")
@@ -272,7 +268,7 @@ def run(config: StageConfig, stage: str, region: str, client: Callable[[str], An
     ecr = client("ecr")
     seen: set[tuple[str, str]] = set()
     for source, flavour in _models(config):
-        image = _image(source, flavour)
+        image = image_catalog.image_for(source.container, flavour)
         if (image.repository, image.tag(flavour)) not in seen:
             seen.add((image.repository, image.tag(flavour)))
             checks.append(check_image(ecr, image, flavour, region))

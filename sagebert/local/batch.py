@@ -24,11 +24,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.config.stage import BAD_LINES_VARIABLE, BatchSettings
 from sagebert.local.serve import KeepAliveClient, LocalEndpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JSONL = "application/jsonlines"
 MB = 1024 * 1024  # SageMaker's MaxPayloadInMB counts MiB
+# A run here takes a transform job's defaults (the `batch:` section's): the same max payload, request timeout and
+# retries.
+JOB_DEFAULTS = BatchSettings()
 
 
 class BatchError(Exception):
@@ -43,7 +47,7 @@ class Manifest:
     status: str = "running"
     reason: str = ""
     strategy: str = "MultiRecord"
-    max_payload_mb: float = 6.0
+    max_payload_mb: float = JOB_DEFAULTS.max_payload_mb
     input_records: int = 0
     output_records: int = 0
     error_records: int = 0
@@ -119,10 +123,10 @@ def run(
     *,
     strategy: str = "MultiRecord",
     content_type: str = JSONL,
-    max_payload_mb: float = 6.0,
+    max_payload_mb: float = JOB_DEFAULTS.max_payload_mb,
     concurrency: int = 2,
-    timeout_s: float = 600.0,
-    retries: int = 3,
+    timeout_s: float = JOB_DEFAULTS.invocation_timeout_s,
+    retries: int = JOB_DEFAULTS.invocation_max_retries,
     progress: bool = True,
 ) -> Manifest:
     """One run over a started endpoint; returns (and writes) its manifest."""
@@ -194,8 +198,8 @@ def main(
     port: int,
     state_dir: Path | None = None,
 ) -> int:
-    print(f"starting {archive} on the local model server (SAGEBERT_BAD_LINES={bad_lines}) ...", flush=True)
-    environment = {"SAGEBERT_BAD_LINES": bad_lines}
+    print(f"starting {archive} on the local model server ({BAD_LINES_VARIABLE}={bad_lines}) ...", flush=True)
+    environment = {BAD_LINES_VARIABLE: bad_lines}
     state = state_dir or REPO_ROOT / "build" / "batch-local" / "serve"
     with LocalEndpoint(archive, port=port, name="batch-local", state_dir=state, environment=environment) as endpoint:
         print(

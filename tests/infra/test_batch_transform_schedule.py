@@ -3,6 +3,7 @@ job name and run date through their Python twins."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -16,19 +17,17 @@ from aws_cdk import App, Stack
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Capture, Match, Template
+from batch_manifest.manifest import Run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app import feature_flags
-from infra.batch.transform_schedule import (
+from infra.batch.expressions import (
     CAPACITY_WAIT_MAX_S,
     CAPACITY_WAIT_S,
     JOB_NAME_PREFIX,
-    MANIFEST_HANDLER,
     OFFSET_TABLE_YEARS,
-    THROTTLING_ERRORS,
     TRANSFORM_JOB_NAME,
-    BatchTransformSchedule,
     capacity_wait_s,
     job_name_expression,
     job_name_prefix,
@@ -37,6 +36,9 @@ from infra.batch.transform_schedule import (
     transform_job_name,
     utc_offsets,
 )
+from infra.batch.manifest import MANIFEST_HANDLER
+from infra.batch.state_machine import THROTTLING_ERRORS
+from infra.batch.transform_schedule import BatchTransformSchedule
 from infra.catalog.images import find
 from infra.config.model import S3Model
 from infra.config.stage import BatchSettings
@@ -374,6 +376,8 @@ def test_success_writes_the_manifest_through_the_lambda(default: Template) -> No
         "started",
         "ended",
     }
+    # lambdas/ may not be imported by infra: the event the function reads is checked here.
+    assert set(manifest["Arguments"]["Payload"]) == {field.name for field in dataclasses.fields(Run)}
     assert set(s["Transform"]["Assign"]) == {"jobStarted", "jobEnded"}
 
 
