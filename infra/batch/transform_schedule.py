@@ -18,6 +18,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -42,7 +43,7 @@ from constructs import Construct
 from infra.catalog.powertools import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_REGIONS
 from infra.catalog.regions import require_region
 from infra.config.stage import BatchSettings
-from infra.online.inference_api import ASSET_EXCLUDE, LAMBDAS_DIR, RUNTIME
+from infra.online.front_door_function import ASSET_EXCLUDE, RUNTIME
 from infra.operations.compliance import acknowledge, acknowledge_resources
 from infra.operations.key_policies import allow_cloudwatch_alarms, allow_cloudwatch_logs
 
@@ -215,6 +216,7 @@ class BatchTransformSchedule(Construct):
         model_name: str,
         bucket: s3.IBucket,
         key: kms.IKey,
+        lambda_code: Path,
     ) -> None:
         super().__init__(scope, id_)
         self.job_name_prefix = job_name_prefix(stage_name)
@@ -234,7 +236,9 @@ class BatchTransformSchedule(Construct):
             self.topic.add_subscription(subscriptions.EmailSubscription(settings.alarm_email))
 
         # --- the manifest Lambda ------------------------------------------------------------------
-        self.manifest_function = self._manifest_function(settings, bucket, key, input_objects, output_objects)
+        self.manifest_function = self._manifest_function(
+            settings, bucket, key, input_objects, output_objects, lambda_code
+        )
 
         # --- the state machine --------------------------------------------------------------------
         state_machine_logs = logs.LogGroup(
@@ -495,6 +499,7 @@ class BatchTransformSchedule(Construct):
         key: kms.IKey,
         input_objects: str,
         output_objects: str,
+        lambda_code: Path,
     ) -> lambda_.Function:
         function_logs = logs.LogGroup(self, "ManifestLogs", encryption_key=key, retention=LOG_RETENTION)
         role = iam.Role(
@@ -564,7 +569,7 @@ class BatchTransformSchedule(Construct):
             description="sagebert batch transform: counts input and output records, writes _manifest.json",
             runtime=RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
-            code=lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=[*ASSET_EXCLUDE, "front_door"]),
+            code=lambda_.Code.from_asset(str(lambda_code), exclude=[*ASSET_EXCLUDE, "front_door"]),
             handler=MANIFEST_HANDLER,
             layers=[powertools],
             # Counting streams every input and output object once; more memory brings more network bandwidth.
