@@ -145,6 +145,9 @@ class InferenceApi(Construct):
 
         self.api = self._rest_api(settings, key, retention)
         stage = self.api.deployment_stage
+        # Keep the order below: the deployment's logical ID hashes the validator, model, authorizer, methods and
+        # gateway responses in the order they are added (a new hash is a new deployment), and the template lists
+        # resources in the order they are created.
         # Request validation: body against the shared schema; parameters (none are declared) too.
         validator = self.api.add_request_validator(
             "RequestValidator", validate_request_body=True, validate_request_parameters=True
