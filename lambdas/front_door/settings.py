@@ -1,6 +1,6 @@
 """Typed settings of the front door, read once per container from environment variables.
 
-infra/online/front_door_function.py sets them from the stage's `api:` config; `sagebert serve` sets them for the
+infra/online/inference_api.py sets them from the stage's `api:` config; `sagebert serve` sets them for the
 local front door. A missing or bad value stops the container's init with a message naming it.
 """
 
