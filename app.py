@@ -14,9 +14,11 @@ from infra.config.pipeline import load_pipeline_config
 from infra.config.stage import ConfigError, load_all
 from infra.operations.compliance import add_compliance_checks
 from infra.pipeline import PIPELINE_STACK, PipelineStack
+from infra.project_files import ProjectFiles
 from infra.release.hugging_face_model import ArtifactMissingError
 from infra.stage import SageBertStage
 
+# The one place infra's paths are resolved: the constructs take what they need as arguments.
 ROOT = Path(__file__).resolve().parent
 
 
@@ -26,24 +28,34 @@ def feature_flags() -> dict[str, object]:
     return flags
 
 
+def project_files() -> ProjectFiles:
+    """The repository files the stages build from: Lambda code, model archives (config paths are relative to
+    the root), and the CDK CLI version package.json pins."""
+    package = json.loads((ROOT / "package.json").read_text(encoding="utf-8"))
+    return ProjectFiles(
+        repository=ROOT, lambdas=ROOT / "lambdas", cdk_cli_version=str(package["devDependencies"]["aws-cdk"])
+    )
+
+
 def build_app(config_dir: Path = ROOT / "config", outdir: str | None = None) -> App:
     """The whole app. cdk.json's feature flags are applied here too, so tests and `python app.py`
     synthesize exactly what `cdk synth` does (the CLI's own context still takes precedence)."""
     app = App(context=feature_flags(), outdir=outdir)
     stages = load_all(config_dir)
     pipeline = load_pipeline_config(config_dir, stages)
+    files = project_files()
     # The plain stages stay with the pipeline enabled: `cdk deploy 'SageBert-dev/*'` by hand keeps
     # working. The pipeline's own copies are nested in its stack (other construct paths, the same
     # CloudFormation stack names), so both routes update the same stacks in the stage's account.
     for name, config in stages.items():
-        SageBertStage(app, name, config=config, base_dir=ROOT)
+        SageBertStage(app, name, config=config, files=files)
     if pipeline is not None and pipeline.enabled:
         PipelineStack(
             app,
             PIPELINE_STACK,
             config=pipeline,
             stages=stages,
-            base_dir=ROOT,
+            files=files,
             description="sagebert: promotion pipeline (CDK Pipelines) dev -> staging -> approval -> prod",
         )
     add_compliance_checks(app)

@@ -5,8 +5,10 @@ in AWS. It never imports lambdas/ or model_code/: those reach AWS as assets, by 
 - catalog/     AWS facts with their JSON: DLC images, compute profiles, prices, measured throughput,
                SageMaker API limits, region support, Powertools layers
 - release/     HuggingFaceModel: model data, image, role (the model every path serves)
-- online/      the real-time path: RealtimeEndpoint, InferenceApi (front door), PrivateNetwork
+- online/      the real-time path: RealtimeEndpoint, InferenceApi (front door: FrontDoorFunction, ApiAuth,
+               ApiFirewall), PrivateNetwork
 - batch/       the batch path: scheduled transform jobs
 - operations/  monitoring, artifact store, key policies, log retention, compliance (cdk-nag)
 - stacks.py, stage.py, pipeline.py   composition only: they compose constructs and grant
+- project_files.py   ProjectFiles: the repository paths app.py resolves once and the stages pass down
 """

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import jsii
@@ -32,6 +31,7 @@ from infra.config.stage import StageConfig
 from infra.online.inference_api import PREDICT_PATH, STAGE_NAME, InferenceApi
 from infra.operations.artifact_store import access_log_bucket
 from infra.operations.compliance import acknowledge, nag_spelling
+from infra.project_files import ProjectFiles
 from infra.stacks import ApiStack
 from infra.stage import SageBertStage
 
@@ -138,7 +138,7 @@ class PromotionPipeline(Construct):
         *,
         config: PipelineConfig,
         stages: dict[str, StageConfig],
-        base_dir: Path,
+        files: ProjectFiles,
     ) -> None:
         super().__init__(scope, id_)
         self._source = source = pipelines.CodePipelineSource.connection(
@@ -172,7 +172,7 @@ class PromotionPipeline(Construct):
             docker_enabled_for_synth=False,
             docker_enabled_for_self_mutation=False,
             # The same CDK CLI as `npx cdk` here (package.json) for self-mutation.
-            cli_version=_cdk_cli_version(base_dir),
+            cli_version=files.cdk_cli_version,
             code_build_defaults=pipelines.CodeBuildOptions(
                 build_environment=codebuild.BuildEnvironment(
                     build_image=BUILD_IMAGE, compute_type=codebuild.ComputeType.SMALL
@@ -183,7 +183,7 @@ class PromotionPipeline(Construct):
         self.stages: dict[str, SageBertStage] = {}
         for name in config.stages:
             stage_config = stages[name]
-            stage = SageBertStage(self, name, config=stage_config, base_dir=base_dir)
+            stage = SageBertStage(self, name, config=stage_config, files=files)
             self.stages[name] = stage
             pre: list[pipelines.Step] = []
             if name in config.approval_before:
@@ -484,11 +484,6 @@ def _runtimes(runtimes: dict[str, str]) -> codebuild.BuildSpec:
     return codebuild.BuildSpec.from_object({"phases": {"install": {"runtime-versions": runtimes}}})
 
 
-def _cdk_cli_version(base_dir: Path) -> str:
-    package = json.loads((base_dir / "package.json").read_text(encoding="utf-8"))
-    return str(package["devDependencies"]["aws-cdk"])
-
-
 class PipelineStack(Stack):
     """The promotion pipeline, in the tooling account and region of config/pipeline.yaml."""
 
@@ -499,8 +494,8 @@ class PipelineStack(Stack):
         *,
         config: PipelineConfig,
         stages: dict[str, StageConfig],
-        base_dir: Path,
+        files: ProjectFiles,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, env=Environment(account=config.account, region=config.region), **kwargs)
-        self.promotion = PromotionPipeline(self, "Promotion", config=config, stages=stages, base_dir=base_dir)
+        self.promotion = PromotionPipeline(self, "Promotion", config=config, stages=stages, files=files)

@@ -21,6 +21,7 @@ from infra.online.realtime_endpoint import RealtimeEndpoint, VariantModel
 from infra.online.variants import PlannedVariant, plan_variants
 from infra.operations.artifact_store import ArtifactStore, GuardedPrefix
 from infra.operations.monitoring import Monitoring
+from infra.project_files import ProjectFiles
 from infra.release.hugging_face_model import HuggingFaceModel, ModelLogs, ModelVpc
 
 
@@ -99,7 +100,7 @@ class ServingStack(Stack):
         stage_name: str,
         endpoint_name: str,
         store: ArtifactStore,
-        base_dir: Path,
+        files: ProjectFiles,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
@@ -121,7 +122,7 @@ class ServingStack(Stack):
                 source=planned.source,
                 image=image_catalog.image_for(planned.source.container, profile.flavour),
                 flavour=profile.flavour,
-                base_dir=base_dir,
+                artifact=files.artifact(planned.source),
                 # cpu leaves the handler on auto (int8 ONNX when the archive has it, else PyTorch).
                 runtime=None if profile.flavour == "cpu" else profile.runtime,
                 server_workers=planned.server_workers,
@@ -190,11 +191,18 @@ class ApiStack(Stack):
         production: bool,
         endpoint: RealtimeEndpoint,
         key: kms.IKey,
+        lambda_code: Path,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
         self.front_door = InferenceApi(
-            self, "FrontDoor", settings=settings, endpoint=endpoint, production=production, key=key
+            self,
+            "FrontDoor",
+            settings=settings,
+            endpoint=endpoint,
+            production=production,
+            key=key,
+            lambda_code=lambda_code,
         )
         # Kept as attributes: the promotion pipeline's smoke test reads them (env_from_cfn_outputs).
         self.api_url_output = CfnOutput(
@@ -231,7 +239,7 @@ class BatchStack(Stack):
         source: ModelSource,
         stage_name: str,
         store: ArtifactStore,
-        base_dir: Path,
+        files: ProjectFiles,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
@@ -242,7 +250,7 @@ class BatchStack(Stack):
             source=source,
             image=image_catalog.image_for(source.container, "cpu"),
             flavour="cpu",
-            base_dir=base_dir,
+            artifact=files.artifact(source),
             network_isolation=source.network_isolation,
             logs=ModelLogs(transform_job_prefix=prefix),
             role_path=model_role_path(stage_name, "batch"),
@@ -255,6 +263,7 @@ class BatchStack(Stack):
             model_name=self.model.model_name,
             bucket=store.bucket,
             key=store.key,
+            lambda_code=files.lambdas,
         )
         # The transform job runs as the model's execution role.
         self.model.grant_batch_io(

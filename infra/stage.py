@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from aws_cdk import Environment, Stage, Tags
 from constructs import Construct
 
 from infra.config.stage import STAGE_PREFIX, StageConfig
+from infra.project_files import ProjectFiles
 from infra.stacks import ApiStack, BatchStack, MonitoringStack, ServingStack, StorageStack
 
 
 class SageBertStage(Stage):
     """Composes the stage's stacks: Storage (stateful), Serving (model + endpoint) and, when the
     config has the section, Api (the front door, `api`), Batch (scheduled batch transform, `batch`) and
-    Monitoring (dashboard and alarms over all of them, `monitoring`)."""
+    Monitoring (dashboard and alarms over all of them, `monitoring`). `files` are the repository files the stacks
+    build from (Lambda code, model archives)."""
 
-    def __init__(self, scope: Construct, name: str, *, config: StageConfig, base_dir: Path, **kwargs: Any) -> None:
+    def __init__(self, scope: Construct, name: str, *, config: StageConfig, files: ProjectFiles, **kwargs: Any) -> None:
         env = None
         if config.account or config.region:
             env = Environment(account=config.account, region=config.region)
@@ -37,7 +38,7 @@ class SageBertStage(Stage):
             stage_name=name,
             endpoint_name=config.endpoint.name or f"sagebert-{name}",
             store=self.storage.store,
-            base_dir=base_dir,
+            files=files,
             description=f"sagebert {name}: Hugging Face model and {config.endpoint.compute} endpoint",
         )
         self.api: ApiStack | None = None
@@ -49,6 +50,7 @@ class SageBertStage(Stage):
                 production=config.production,
                 endpoint=self.serving.endpoint,
                 key=self.storage.store.key,
+                lambda_code=files.lambdas,
                 description=f"sagebert {name}: API front door (API Gateway + Lambda) for the endpoint",
             )
         self.batch: BatchStack | None = None
@@ -60,7 +62,7 @@ class SageBertStage(Stage):
                 source=config.model,
                 stage_name=name,
                 store=self.storage.store,
-                base_dir=base_dir,
+                files=files,
                 description=f"sagebert {name}: scheduled batch transform (EventBridge Scheduler + Step Functions)",
             )
         self.monitoring: MonitoringStack | None = None

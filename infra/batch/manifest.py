@@ -7,6 +7,8 @@ role (the two batch prefixes, the stage key, its log group, X-Ray), the Powertoo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -19,7 +21,7 @@ from constructs import Construct
 from infra.catalog.powertools import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_REGIONS
 from infra.catalog.regions import require_region
 from infra.config.stage import BatchSettings
-from infra.online.inference_api import ASSET_EXCLUDE, LAMBDAS_DIR, RUNTIME
+from infra.online.front_door_function import ASSET_EXCLUDE, RUNTIME
 from infra.operations.compliance import acknowledge, acknowledge_resources
 
 MANIFEST_HANDLER = "batch_manifest.handler.lambda_handler"
@@ -29,9 +31,16 @@ MANIFEST_NAME = "_manifest.json"
 
 
 def manifest_function(
-    scope: Construct, *, settings: BatchSettings, bucket: s3.IBucket, key: kms.IKey, retention: logs.RetentionDays
+    scope: Construct,
+    *,
+    settings: BatchSettings,
+    bucket: s3.IBucket,
+    key: kms.IKey,
+    retention: logs.RetentionDays,
+    code: Path,
 ) -> lambda_.Function:
-    """The manifest Lambda, its log group and its own role, created in `scope` (the schedule's construct)."""
+    """The manifest Lambda, its log group and its own role, created in `scope` (the schedule's construct);
+    `code` is the Lambda code root (lambdas/), of which it ships batch_manifest only."""
     input_objects = bucket.arn_for_objects(f"{settings.input_prefix}*")
     output_objects = bucket.arn_for_objects(f"{settings.output_prefix}*")
     function_logs = logs.LogGroup(scope, "ManifestLogs", encryption_key=key, retention=retention)
@@ -100,7 +109,7 @@ def manifest_function(
         description=f"sagebert batch transform: counts input and output records, writes {MANIFEST_NAME}",
         runtime=RUNTIME,
         architecture=lambda_.Architecture.ARM_64,
-        code=lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=[*ASSET_EXCLUDE, "front_door"]),
+        code=lambda_.Code.from_asset(str(code), exclude=[*ASSET_EXCLUDE, "front_door"]),
         handler=MANIFEST_HANDLER,
         layers=[powertools],
         # Counting streams every input and output object once; more memory brings more network bandwidth.

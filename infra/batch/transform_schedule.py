@@ -15,6 +15,8 @@ CloudFormation logical IDs are those of one construct.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -62,6 +64,7 @@ class BatchTransformSchedule(Construct):
         model_name: str,
         bucket: s3.IBucket,
         key: kms.IKey,
+        lambda_code: Path,
     ) -> None:
         super().__init__(scope, id_)
         self.job_name_prefix = job_name_prefix(stage_name)
@@ -73,7 +76,7 @@ class BatchTransformSchedule(Construct):
         # The order below is the order of the resources in the template.
         self.topic = failure_topic(self, alarm_email=settings.alarm_email, key=key)
         self.manifest_function = manifest_function(
-            self, settings=settings, bucket=bucket, key=key, retention=LOG_RETENTION
+            self, settings=settings, bucket=bucket, key=key, retention=LOG_RETENTION, code=lambda_code
         )
         self.state_machine = state_machine(
             self,

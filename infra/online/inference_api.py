@@ -1,39 +1,40 @@
-"""InferenceApi: the API front door, a regional REST API and a Lambda that calls the endpoint."""
+"""InferenceApi: the API front door for one real-time endpoint, a regional REST API in front of a Lambda.
+
+Creates the REST API and its stage `api` (throttling, X-Ray, metrics, ERROR execution logs and JSON access logs in
+KMS-encrypted log groups), `POST /v1/predict` (the body validated against the request schema, then the Lambda) and
+`GET /v1/health` (a mock), JSON gateway responses for every error API Gateway answers itself, and CORS when origins
+are configured. It composes the parts that each do one thing, all built in its own scope:
+
+- FrontDoorFunction (front_door_function.py): the Lambda behind `POST /v1/predict`, its alias, role and logs;
+- ApiAuth (api_auth.py): IAM, API key with a usage plan, or a Cognito authorizer on the methods;
+- ApiFirewall (api_firewall.py): with `api.waf`, the WAFv2 web ACL on the stage and its logs.
+"""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from aws_cdk import ArnFormat, Duration, Names, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigateway
-from aws_cdk import aws_cognito as cognito
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_ssm as ssm
 from aws_cdk import aws_wafv2 as wafv2
-from constructs import Construct, IConstruct
+from constructs import Construct
 
-from infra.catalog.powertools import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_REGIONS
-from infra.catalog.regions import require_region
-from infra.config.stage import ApiSettings, WafSettings
+from infra.config.stage import ApiSettings
+from infra.online.api_auth import ApiAuth
+from infra.online.api_firewall import ApiFirewall
+from infra.online.front_door_function import FrontDoorFunction
 from infra.online.realtime_endpoint import RealtimeEndpoint
 from infra.operations.compliance import acknowledge
 from infra.operations.key_policies import allow_cloudwatch_logs
 from infra.operations.log_retention import RETENTION
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-LAMBDAS_DIR = REPO_ROOT / "lambdas"
-# The one source of truth for the request body: API Gateway's model (here), the Lambda and the tests.
-REQUEST_SCHEMA = LAMBDAS_DIR / "front_door" / "predict_request.schema.json"
-HANDLER = "front_door.handler.lambda_handler"
-# lambdas/ is the code root of every function; each one's asset leaves out the other packages.
-ASSET_EXCLUDE = ("**/__pycache__", "**/*.pyc", "README.md", "**/.mypy_cache", "**/.pytest_cache")
-RUNTIME = lambda_.Runtime.PYTHON_3_14
-
+# The one source of truth for the request body: API Gateway's model (here), the Lambda and the tests. Relative to
+# the Lambda code root.
+REQUEST_SCHEMA = PurePosixPath("front_door/predict_request.schema.json")
 
 STAGE_NAME = "api"
 PREDICT_PATH = "/v1/predict"
@@ -101,20 +102,17 @@ class InferenceApi(Construct):
     """Creates the API front door for one real-time endpoint:
 
     - a regional REST API, stage `api`: `POST /v1/predict` (Lambda proxy, body validated against
-      lambdas/front_door/predict_request.schema.json) and `GET /v1/health` (a mock answering 200
-      `{"status": "ok"}` without running the Lambda), both behind `settings.auth` (IAM, API key with a
+      front_door/predict_request.schema.json in the Lambda code root) and `GET /v1/health` (a mock answering 200
+      `{"status": "ok"}` without running the Lambda), both behind `settings.auth` (ApiAuth: IAM, API key with a
       usage plan, or a Cognito user pool); CORS preflight when origins are configured;
     - JSON gateway responses for every error API Gateway answers itself;
     - stage throttling, X-Ray tracing, metrics, ERROR execution logs without data, JSON access logs
-      (no bodies) in a KMS-encrypted log group;
-    - the front-door Lambda (Python 3.14, arm64, Powertools layer, X-Ray with `settings.tracing`,
-      SnapStart with `settings.snap_start`) behind the alias `live` that API Gateway calls, with its
-      own encrypted log group and a customer-managed policy: its logs, X-Ray (when traced), and
-      InvokeEndpoint on this endpoint only;
-    - with `settings.waf`, a regional WAFv2 web ACL on the stage, logging blocked and counted requests.
+      (no bodies) in KMS-encrypted log groups;
+    - the front-door Lambda (FrontDoorFunction) from `lambda_code`, behind the alias `live` that API Gateway calls;
+    - with `settings.waf`, a regional WAFv2 web ACL on the stage (ApiFirewall), logging blocked and counted requests.
 
-    Exposes `url` (the predict URL), `health_url`, `api`, `function`, `alias`, `role`, `policy`, and `api_key`
-    (None unless auth is api_key).
+    Exposes `url` (the predict URL), `health_url`, `api`, `function`, `alias`, `role`, `policy`, `execution_logs`,
+    `api_key` (None unless auth is api_key) and `web_acl` (None without `settings.waf`).
     """
 
     def __init__(
@@ -126,145 +124,77 @@ class InferenceApi(Construct):
         endpoint: RealtimeEndpoint,
         production: bool,
         key: kms.IKey,
+        lambda_code: Path,
     ) -> None:
         super().__init__(scope, id_)
         if production and "*" in settings.cors_allow_origins:
             raise ValueError("cors_allow_origins '*' is refused in production; list the allowed origins.")
         if production and (settings.auth == "api_key" or settings.waf is None):
             raise ValueError("a production API needs auth iam or cognito (not api_key) and a WAF web ACL (api.waf).")
-        stack = Stack.of(self)
         retention = RETENTION[settings.log_retention_days]
         allow_cloudwatch_logs(key)
 
-        # --- the Lambda --------------------------------------------------------------------------
-        function_logs = logs.LogGroup(self, "FunctionLogs", encryption_key=key, retention=retention)
-        self.role = iam.Role(
-            self,
-            "FunctionRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="sagebert front-door Lambda",
+        # Each part adds its resources to this construct: their logical IDs stay those of one flat construct.
+        door = FrontDoorFunction(
+            self, settings=settings, endpoint=endpoint, key=key, retention=retention, code=lambda_code
         )
-        # Every permission in one customer-managed policy (NIST 800-53 IAMNoInlinePolicy; no
-        # AWSLambdaBasicExecutionRole, AwsSolutions-IAM4): write its own log group, send traces,
-        # invoke this one endpoint.
-        self.policy = iam.ManagedPolicy(
-            self,
-            "FunctionPolicy",
-            roles=[self.role],
-            statements=[
-                iam.PolicyStatement(
-                    sid="WriteOwnLogs",
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                    resources=[function_logs.log_group_arn],
-                ),
-            ],
-        )
-        if settings.tracing:
-            # X-Ray's PutTraceSegments and PutTelemetryRecords support no resource-level permissions.
-            self.policy.add_statements(
-                iam.PolicyStatement(
-                    sid="Tracing",
-                    actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
-                    resources=["*"],
-                )
-            )
-            acknowledge(
-                self.policy,
-                "AwsSolutions-IAM5[Resource::*]",
-                "xray:PutTraceSegments and xray:PutTelemetryRecords support no resource-level permissions; every "
-                "other statement names its one resource.",
-            )
-        endpoint.grant_invoke(self.policy)
+        self.function = door.function
+        self.alias = door.alias
+        self.role = door.role
+        self.policy = door.policy
 
-        environment = {
-            "SAGEBERT_ENDPOINT_NAME": endpoint.endpoint_name,
-            "SAGEBERT_READ_TIMEOUT_S": f"{settings.read_timeout_s:g}",
-            "SAGEBERT_CONNECT_TIMEOUT_S": f"{settings.connect_timeout_s:g}",
-            "SAGEBERT_MAX_ATTEMPTS": str(settings.max_attempts),
-            "SAGEBERT_MAX_BODY_BYTES": str(settings.max_body_bytes),
-            "POWERTOOLS_SERVICE_NAME": "sagebert-front-door",
-            "POWERTOOLS_METRICS_NAMESPACE": "SageBert",
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-            # The handler imports the X-Ray SDK (~190 ms of init) only when the function is traced.
-            "SAGEBERT_TRACING": "true" if settings.tracing else "false",
-        }
-        if settings.target_variant is not None:
-            environment["SAGEBERT_TARGET_VARIANT"] = settings.target_variant
-        if settings.cors_allow_origins:
-            environment["SAGEBERT_CORS_ALLOW_ORIGINS"] = ",".join(settings.cors_allow_origins)
-
-        powertools = lambda_.LayerVersion.from_layer_version_arn(
-            self,
-            "Powertools",
-            ssm.StringParameter.value_for_string_parameter(self, POWERTOOLS_LAYER_PARAMETER),
+        self.api = self._rest_api(settings, key, retention)
+        stage = self.api.deployment_stage
+        # Keep the order below: the deployment's logical ID hashes the validator, model, authorizer, methods and
+        # gateway responses in the order they are added (a new hash is a new deployment), and the template lists
+        # resources in the order they are created.
+        # Request validation: body against the shared schema; parameters (none are declared) too.
+        validator = self.api.add_request_validator(
+            "RequestValidator", validate_request_body=True, validate_request_parameters=True
         )
-        require_region(
-            self,
-            "SupportedRegionPowertools",
-            POWERTOOLS_REGIONS,
-            f"the Powertools layer's SSM parameter {POWERTOOLS_LAYER_PARAMETER}",
+        model = self.api.add_model(
+            "PredictRequest",
+            content_type="application/json",
+            description=f"POST /v1/predict body (lambdas/{REQUEST_SCHEMA})",
+            schema=to_json_schema(json.loads((lambda_code / REQUEST_SCHEMA).read_text(encoding="utf-8"))),
         )
-        self.function = lambda_.Function(
-            self,
-            "Function",
-            description="sagebert front door: validates a predict request and calls the SageMaker endpoint",
-            runtime=RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
-            code=lambda_.Code.from_asset(
-                str(LAMBDAS_DIR),
-                exclude=[*ASSET_EXCLUDE, "batch_manifest"],
-            ),
-            handler=HANDLER,
-            layers=[powertools],
-            memory_size=settings.memory_mb,
-            timeout=Duration.seconds(settings.lambda_timeout_s),
-            reserved_concurrent_executions=settings.reserved_concurrency,
-            tracing=lambda_.Tracing.ACTIVE if settings.tracing else lambda_.Tracing.DISABLED,
-            # SnapStart: init runs when a version is published, cold starts resume from its snapshot.
-            # Python 3.12+ on x86_64 and arm64; not with provisioned concurrency, EFS or more than 512 MB of
-            # ephemeral storage (none used here); published versions only, so API Gateway calls an alias.
-            # https://docs.aws.amazon.com/lambda/latest/dg/snapstart.html
-            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if settings.snap_start else None,
-            # Each version's snapshot is billed while the version is active: delete the old one on update.
-            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
-            log_group=function_logs,
-            environment=environment,
-            # The policy above holds every permission. An immutable reference keeps CDK from adding an
-            # inline default policy (for tracing) beside it, and from a DependsOn on the role that the
-            # Role attribute already implies (cfn-lint W3005).
-            role=iam.Role.from_role_arn(self, "FunctionRoleRef", self.role.role_arn, mutable=False),
-        )
-        # Lambda checks the role's X-Ray permission when it creates a traced function.
-        self.function.node.add_dependency(self.policy)
-        # API Gateway calls the alias: SnapStart applies to published versions only, never to $LATEST.
-        self.alias = lambda_.Alias(self, "Live", alias_name="live", version=self.function.current_version)
-        acknowledge(
-            self.function,
-            "NIST.800.53.R5-LambdaInsideVPC",
-            "The function only calls the SageMaker runtime API (HTTPS, SigV4-signed, IAM-scoped to one "
-            "endpoint); it reaches no VPC resources, and a VPC would add NAT or endpoint cost and cold-start time.",
-        )
-        acknowledge(
-            self.function,
-            "NIST.800.53.R5-LambdaDLQ",
-            "API Gateway invokes the function synchronously: every error returns to the caller as an HTTP "
-            "response, so there is no failed event to queue.",
-        )
-        if settings.reserved_concurrency is None:
-            acknowledge(
-                self.function,
-                "NIST.800.53.R5-LambdaConcurrency",
-                "api.reserved_concurrency is not set for this stage: the stage throttle "
-                f"({settings.throttle_rate_limit:g} requests/s, burst {settings.throttle_burst_limit}) bounds "
-                "concurrency; set api.reserved_concurrency to reserve and cap it.",
+        auth = ApiAuth(self, settings=settings)
+        self._methods(settings, auth, validator, model)
+        origins = settings.cors_allow_origins
+        for type_name, status, code in GATEWAY_RESPONSES:
+            self.api.add_gateway_response(
+                "".join(part.title() for part in type_name.split("_")),
+                type=apigateway.ResponseType.of(type_name),
+                status_code=str(status) if status is not None else None,
+                response_headers={"Content-Type": "'application/json'", **_gateway_cors_headers(origins)},
+                templates={"application/json": GATEWAY_RESPONSE_TEMPLATE % code},
             )
+        auth.add_usage_plan(self.api, stage)
+        self.api_key = auth.api_key
 
-        # --- the REST API ------------------------------------------------------------------------
+        self.web_acl: wafv2.CfnWebACL | None = None
+        if settings.waf is not None:
+            self.web_acl = ApiFirewall(
+                self, settings=settings.waf, stage_arn=stage.stage_arn, key=key, retention=retention
+            ).web_acl
+        else:
+            reason = (
+                "api.waf is not set for this stage, so no web ACL guards it; the stage throttle still limits "
+                "request rates. Add api.waf to the stage's config to associate one."
+            )
+            acknowledge(stage, "AwsSolutions-APIG3", reason)
+            acknowledge(stage, "NIST.800.53.R5-APIGWAssociatedWithWAF", reason)
+
+        self.url: str = self.api.url_for_path(PREDICT_PATH)
+        self.health_url: str = self.api.url_for_path(HEALTH_PATH)
+
+    def _rest_api(self, settings: ApiSettings, key: kms.IKey, retention: logs.RetentionDays) -> apigateway.RestApi:
+        """The REST API and its stage: TLS policy, throttling, tracing, metrics, execution and access logs."""
         access_logs = logs.LogGroup(self, "AccessLogs", encryption_key=key, retention=retention)
-        self.api = apigateway.RestApi(
+        api = apigateway.RestApi(
             self,
             "Api",
-            rest_api_name=f"{stack.stack_name}-front-door",
+            rest_api_name=f"{Stack.of(self).stack_name}-front-door",
             description="sagebert front door: POST /v1/predict, GET /v1/health",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
             cloud_watch_role=settings.account_cloudwatch_role,
@@ -287,26 +217,26 @@ class InferenceApi(Construct):
         # AWS::ApiGateway::RestApi takes SecurityPolicy and EndpointAccessMode on a regional API without a custom
         # domain; the access mode is required with the enhanced (SecurityPolicy_) policies only.
         # https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-security-policies.html
-        cfn_api = self.api.node.default_child
+        cfn_api = api.node.default_child
         assert isinstance(cfn_api, apigateway.CfnRestApi)
         cfn_api.security_policy = settings.tls_security_policy
         if settings.tls_security_policy.startswith("SecurityPolicy_"):
             cfn_api.endpoint_access_mode = settings.endpoint_access_mode
-        stage = self.api.deployment_stage
+        stage = api.deployment_stage
         # The execution-log group API Gateway would otherwise create itself (unencrypted, kept forever), made with
         # the stage key and the API's retention before the stage that logs to it.
         # https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-logging.html
         self.execution_logs = logs.LogGroup(
             self,
             "ExecutionLogs",
-            log_group_name=f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{STAGE_NAME}",
+            log_group_name=f"API-Gateway-Execution-Logs_{api.rest_api_id}/{STAGE_NAME}",
             encryption_key=key,
             retention=retention,
             removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         stage.node.add_dependency(self.execution_logs)
         if settings.account_cloudwatch_role:
-            cloudwatch_role = self.api.node.find_child("CloudWatchRole")
+            cloudwatch_role = api.node.find_child("CloudWatchRole")
             # CDK writes this managed policy's ARN with the AWS::Partition pseudo parameter even in a stack pinned to
             # an account and region, so the finding is always named with the placeholder.
             acknowledge(
@@ -329,28 +259,26 @@ class InferenceApi(Construct):
             "Client certificates let an HTTP backend authenticate API Gateway; the backend here is a Lambda "
             "function that API Gateway invokes through the AWS API with IAM.",
         )
+        return api
 
-        # Request validation: body against the shared schema; parameters (none are declared) too.
-        validator = self.api.add_request_validator(
-            "RequestValidator", validate_request_body=True, validate_request_parameters=True
-        )
-        model = self.api.add_model(
-            "PredictRequest",
-            content_type="application/json",
-            description="POST /v1/predict body (lambdas/front_door/predict_request.schema.json)",
-            schema=to_json_schema(json.loads(REQUEST_SCHEMA.read_text(encoding="utf-8"))),
-        )
-
-        authorization_type, authorizer, api_key_required = self._auth(settings)
+    def _methods(
+        self,
+        settings: ApiSettings,
+        auth: ApiAuth,
+        validator: apigateway.IRequestValidator,
+        model: apigateway.IModel,
+    ) -> None:
+        """`POST /v1/predict` (the alias, body validated), `GET /v1/health` (a mock), both behind the stage's auth,
+        and their CORS preflights when origins are configured."""
         v1 = self.api.root.add_resource("v1")
         predict = v1.add_resource("predict")
         health = v1.add_resource("health")
         predict.add_method(
             "POST",
             apigateway.LambdaIntegration(self.alias, proxy=True, allow_test_invoke=False),
-            authorization_type=authorization_type,
-            authorizer=authorizer,
-            api_key_required=api_key_required,
+            authorization_type=auth.authorization_type,
+            authorizer=auth.authorizer,
+            api_key_required=auth.api_key_required,
             request_validator=validator,
             request_models={"application/json": model},
         )
@@ -368,9 +296,9 @@ class InferenceApi(Construct):
                     )
                 ],
             ),
-            authorization_type=authorization_type,
-            authorizer=authorizer,
-            api_key_required=api_key_required,
+            authorization_type=auth.authorization_type,
+            authorizer=auth.authorizer,
+            api_key_required=auth.api_key_required,
             method_responses=[
                 apigateway.MethodResponse(
                     status_code="200",
@@ -380,7 +308,7 @@ class InferenceApi(Construct):
                 )
             ],
         )
-        self._acknowledge_auth(settings, [predict.node.find_child("POST"), health.node.find_child("GET")])
+        auth.acknowledge([predict.node.find_child("POST"), health.node.find_child("GET")])
         if origins:
             for resource, method in ((predict, "POST"), (health, "GET")):
                 # Browsers send the preflight without credentials: it cannot carry auth.
@@ -396,181 +324,6 @@ class InferenceApi(Construct):
                 )
                 acknowledge(options, "AwsSolutions-APIG4", reason)
                 acknowledge(options, "AwsSolutions-COG4", reason)
-
-        for type_name, status, code in GATEWAY_RESPONSES:
-            self.api.add_gateway_response(
-                "".join(part.title() for part in type_name.split("_")),
-                type=apigateway.ResponseType.of(type_name),
-                status_code=str(status) if status is not None else None,
-                response_headers={"Content-Type": "'application/json'", **_gateway_cors_headers(origins)},
-                templates={"application/json": GATEWAY_RESPONSE_TEMPLATE % code},
-            )
-
-        self.api_key: apigateway.IApiKey | None = None
-        if settings.auth == "api_key":
-            self.api_key = apigateway.ApiKey(self, "ApiKey", description="sagebert front door caller key")
-            plan = self.api.add_usage_plan(
-                "UsagePlan",
-                description="sagebert front door: per-key throttle and quota",
-                throttle=apigateway.ThrottleSettings(
-                    rate_limit=settings.throttle_rate_limit, burst_limit=settings.throttle_burst_limit
-                ),
-                quota=(
-                    apigateway.QuotaSettings(
-                        limit=settings.quota.limit, period=apigateway.Period[settings.quota.period]
-                    )
-                    if settings.quota is not None
-                    else None
-                ),
-                api_stages=[apigateway.UsagePlanPerApiStage(api=self.api, stage=stage)],
-            )
-            plan.add_api_key(self.api_key)
-
-        if settings.waf is not None:
-            self._web_acl(settings.waf, stage, key, retention)
-        else:
-            reason = (
-                "api.waf is not set for this stage, so no web ACL guards it; the stage throttle still limits "
-                "request rates. Add api.waf to the stage's config to associate one."
-            )
-            acknowledge(stage, "AwsSolutions-APIG3", reason)
-            acknowledge(stage, "NIST.800.53.R5-APIGWAssociatedWithWAF", reason)
-
-        self.url: str = self.api.url_for_path(PREDICT_PATH)
-        self.health_url: str = self.api.url_for_path(HEALTH_PATH)
-
-    def _auth(self, settings: ApiSettings) -> tuple[apigateway.AuthorizationType, apigateway.IAuthorizer | None, bool]:
-        """(authorization type, authorizer, API key required) for every non-preflight method."""
-        if settings.auth == "iam":
-            return apigateway.AuthorizationType.IAM, None, False
-        if settings.auth == "api_key":
-            return apigateway.AuthorizationType.NONE, None, True
-        assert settings.cognito_user_pool_arn is not None  # the config refuses cognito without it
-        pool = cognito.UserPool.from_user_pool_arn(self, "UserPool", settings.cognito_user_pool_arn)
-        authorizer = apigateway.CognitoUserPoolsAuthorizer(self, "Authorizer", cognito_user_pools=[pool])
-        return apigateway.AuthorizationType.COGNITO, authorizer, False
-
-    @staticmethod
-    def _acknowledge_auth(settings: ApiSettings, methods: list[IConstruct]) -> None:
-        for method in methods:
-            if settings.auth == "iam":
-                acknowledge(
-                    method,
-                    "AwsSolutions-COG4",
-                    "api.auth = iam for this stage: callers sign requests with SigV4 and IAM policies decide "
-                    "who may call; no Cognito user pool is involved.",
-                )
-            elif settings.auth == "api_key":
-                reason = (
-                    "api.auth = api_key for this stage (refused with production: true): API Gateway checks only that "
-                    "the x-api-key header holds a key of the usage plan, for its throttle and quota, and the access "
-                    "log records the key's id; the key is a shared secret, not authentication. Choose auth iam or "
-                    "cognito to authenticate callers."
-                )
-                acknowledge(method, "AwsSolutions-APIG4", reason)
-                acknowledge(method, "AwsSolutions-COG4", reason)
-
-    def _web_acl(self, waf: WafSettings, stage: apigateway.Stage, key: kms.IKey, retention: logs.RetentionDays) -> None:
-        def visibility(metric: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
-            return wafv2.CfnWebACL.VisibilityConfigProperty(
-                cloud_watch_metrics_enabled=True, metric_name=metric, sampled_requests_enabled=True
-            )
-
-        def managed(name: str, priority: int, overrides: list[str]) -> wafv2.CfnWebACL.RuleProperty:
-            return wafv2.CfnWebACL.RuleProperty(
-                name=name,
-                priority=priority,
-                override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
-                statement=wafv2.CfnWebACL.StatementProperty(
-                    managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
-                        vendor_name="AWS",
-                        name=name,
-                        rule_action_overrides=[
-                            wafv2.CfnWebACL.RuleActionOverrideProperty(
-                                name=rule, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={})
-                            )
-                            for rule in overrides
-                        ]
-                        or None,
-                    )
-                ),
-                visibility_config=visibility(name),
-            )
-
-        self.web_acl = wafv2.CfnWebACL(
-            self,
-            "WebAcl",
-            scope="REGIONAL",
-            description="sagebert front door",
-            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
-            visibility_config=visibility("SageBertFrontDoor"),
-            rules=[
-                # SizeRestrictions_BODY blocks bodies over 8 KB, but a predict request may legitimately
-                # carry up to api.max_body_bytes (64 texts of up to 10,000 characters): count it instead
-                # of blocking, and let the request model and the Lambda enforce the real limits.
-                # https://docs.aws.amazon.com/waf/latest/developerguide/aws-managed-rule-groups-baseline.html
-                managed("AWSManagedRulesCommonRuleSet", 0, ["SizeRestrictions_BODY"]),
-                managed("AWSManagedRulesKnownBadInputsRuleSet", 1, []),
-                wafv2.CfnWebACL.RuleProperty(
-                    name="RateLimitPerIp",
-                    priority=2,
-                    action=wafv2.CfnWebACL.RuleActionProperty(block={}),
-                    statement=wafv2.CfnWebACL.StatementProperty(
-                        rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
-                            aggregate_key_type="IP", limit=waf.rate_limit, evaluation_window_sec=300
-                        )
-                    ),
-                    visibility_config=visibility("RateLimitPerIp"),
-                ),
-            ],
-        )
-        wafv2.CfnWebACLAssociation(
-            self, "WebAclAssociation", resource_arn=stage.stage_arn, web_acl_arn=self.web_acl.attr_arn
-        )
-        # WAF delivers logs only to a log group whose name starts with aws-waf-logs-, hence the
-        # physical name (unique per stage: it is derived from the construct path).
-        waf_logs = logs.LogGroup(
-            self,
-            "WafLogs",
-            log_group_name="aws-waf-logs-" + Names.unique_resource_name(self, max_length=200, separator="-"),
-            encryption_key=key,
-            retention=retention,
-            # Kept on update and delete, but not when the stack's first create rolls back: a retained group with
-            # this fixed name would make every retry fail with AlreadyExists (DeletionPolicy RetainExceptOnCreate).
-            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
-        )
-        wafv2.CfnLoggingConfiguration(
-            self,
-            "WafLogging",
-            resource_arn=self.web_acl.attr_arn,
-            log_destination_configs=[
-                Stack.of(self).format_arn(
-                    service="logs",
-                    resource="log-group",
-                    resource_name=waf_logs.log_group_name,
-                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                )
-            ],
-            # WAF logs carry request headers: keep the credentials out of them.
-            redacted_fields=[
-                wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": header})
-                for header in ("authorization", "x-api-key", "x-amz-security-token")
-            ],
-            # Blocked and counted requests only: the access log already records every request.
-            logging_filter={
-                "DefaultBehavior": "DROP",
-                "Filters": [
-                    {
-                        "Behavior": "KEEP",
-                        "Requirement": "MEETS_ANY",
-                        "Conditions": [
-                            {"ActionCondition": {"Action": "BLOCK"}},
-                            {"ActionCondition": {"Action": "COUNT"}},
-                        ],
-                    }
-                ],
-            },
-        )
 
 
 # API Gateway models: JSON schema draft 4 (https://docs.aws.amazon.com/apigateway/latest/developerguide/models-mappings-models.html).

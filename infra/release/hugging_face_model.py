@@ -102,7 +102,7 @@ class HuggingFaceModel(Construct):
         source: ModelSource,
         image: DlcImage,
         flavour: Flavour,
-        base_dir: Path,
+        artifact: Path | None = None,
         runtime: str | None = None,
         server_workers: int | None = None,
         network_isolation: bool | None = None,
@@ -110,7 +110,8 @@ class HuggingFaceModel(Construct):
         logs: ModelLogs,
         role_path: str = "/",
     ) -> None:
-        """`runtime` sets SAGEBERT_RUNTIME (the handler mode of the compute profile); `server_workers` the
+        """`artifact` is a bundled source's model archive, resolved by the caller (None for hub and S3 models);
+        `runtime` sets SAGEBERT_RUNTIME (the handler mode of the compute profile); `server_workers` the
         model server's worker count (SAGEMAKER_MODEL_SERVER_WORKERS; the handler then takes the cores
         divided among them as its threads; None: one worker per core); `network_isolation`
         overrides the source's setting (serverless does not support isolation); `vpc` puts the model's
@@ -123,7 +124,8 @@ class HuggingFaceModel(Construct):
         model_data_url: str | None = None
 
         if isinstance(source, BundledModel):
-            artifact = (base_dir / source.artifact).resolve()
+            if artifact is None:
+                raise ValueError("a bundled model needs its archive's path (artifact)")
             if not artifact.is_file():
                 raise ArtifactMissingError(
                     f"model archive {artifact} not found (model.artifact = {source.artifact!r}); "

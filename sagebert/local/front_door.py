@@ -2,7 +2,7 @@
 
 `make serve` starts it beside the local model server. It runs `lambdas/front_door/handler.py`
 unchanged in its own process (as Lambda runs it), with the environment a deployed function gets
-from infra/online/inference_api.py, plus AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME pointing the handler's real
+from infra/online/front_door_function.py, plus AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME pointing the handler's real
 boto3 client at the local model server. What API Gateway itself does is mirrored where a client
 would notice: the 10 MB payload limit, GET /v1/health (a mock integration), and 403 for unknown
 routes, all with the gateway responses' JSON body. There is no auth and no throttling locally;

@@ -21,7 +21,7 @@ from batch_manifest.manifest import Run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app import feature_flags
+from app import feature_flags, project_files
 from infra.batch.expressions import (
     CAPACITY_WAIT_MAX_S,
     CAPACITY_WAIT_S,
@@ -60,6 +60,7 @@ def build(**settings: Any) -> tuple[Stack, BatchTransformSchedule]:
         model_name=MODEL_NAME,
         bucket=bucket,
         key=key,
+        lambda_code=project_files().lambdas,
     )
     return stack, batch
 
@@ -552,7 +553,14 @@ def test_each_function_ships_only_its_own_package(tmp_path: Path) -> None:
     key = kms.Key(stack, "Key", enable_key_rotation=True)
     bucket = s3.Bucket(stack, "Bucket")
     BatchTransformSchedule(
-        stack, "Batch", settings=BatchSettings(), stage_name="test", model_name="m", bucket=bucket, key=key
+        stack,
+        "Batch",
+        settings=BatchSettings(),
+        stage_name="test",
+        model_name="m",
+        bucket=bucket,
+        key=key,
+        lambda_code=project_files().lambdas,
     )
     assembly = app.synth()
     (function,) = (
@@ -648,7 +656,6 @@ def test_the_models_role_may_read_the_input_and_write_the_output_prefix() -> Non
         source=S3Model(source="s3", uri="s3://releases-bucket/v1/model.tar.gz"),
         image=find("4.51.3", "2.6.0"),
         flavour="cpu",
-        base_dir=Path("."),
         logs=ModelLogs(transform_job_prefix="sagebert-test-"),
     )
     model.grant_batch_io(bucket=bucket, input_prefix="batch/input/", output_prefix="batch/output/", key=key)

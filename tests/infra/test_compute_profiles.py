@@ -16,7 +16,7 @@ import yaml
 from aws_cdk import App
 from aws_cdk.cx_api import CloudAssembly
 
-from app import ROOT, build_app, feature_flags
+from app import ROOT, build_app, feature_flags, project_files
 from infra.config.stage import ConfigError, load_stage_config
 from infra.stage import SageBertStage
 from sagebert.report import synth as synth_report
@@ -126,7 +126,7 @@ def vpc_stage(default_artifact: Path, tmp_path_factory: pytest.TempPathFactory) 
     (config_dir / "vpc.yaml").write_text(yaml.safe_dump(_everything(EVERYTHING_VPC)), encoding="utf-8")
     out = tmp_path_factory.mktemp("vpc-out")
     app = App(context=feature_flags(), outdir=str(out))
-    stage = SageBertStage(app, "vpc", config=load_stage_config(config_dir / "vpc.yaml"), base_dir=ROOT)
+    stage = SageBertStage(app, "vpc", config=load_stage_config(config_dir / "vpc.yaml"), files=project_files())
     assembly = app.synth()
     serving: dict[str, Any] = (
         assembly.get_nested_assembly("assembly-SageBert-vpc").get_stack_by_name(stage.serving.stack_name).template

@@ -134,7 +134,7 @@ def test_data_prefixes_expire_old_versions_go_and_capture_is_guarded() -> None:
 # --- HuggingFaceModel ---------------------------------------------------------------------------
 
 
-def test_bundled_model_uploads_the_archive_and_reads_only_it(default_artifact: Path, repo_root: Path) -> None:
+def test_bundled_model_uploads_the_archive_and_reads_only_it(default_artifact: Path) -> None:
     stack = bare_stack()
     HuggingFaceModel(
         stack,
@@ -142,7 +142,7 @@ def test_bundled_model_uploads_the_archive_and_reads_only_it(default_artifact: P
         source=BundledModel(source="bundled"),
         image=IMAGE,
         flavour="cpu",
-        base_dir=repo_root,
+        artifact=default_artifact,
         logs=ModelLogs(endpoint_name="sagebert-test"),
     )
     template = Template.from_stack(stack)
@@ -197,7 +197,7 @@ def test_bundled_model_uploads_the_archive_and_reads_only_it(default_artifact: P
     assert template.find_resources("AWS::IAM::Policy") == {}, "no inline policies (NIST IAMNoInlinePolicy)"
 
 
-def test_env_agnostic_image_uses_a_region_mapping(default_artifact: Path, repo_root: Path) -> None:
+def test_env_agnostic_image_uses_a_region_mapping(default_artifact: Path) -> None:
     stack = bare_stack()
     HuggingFaceModel(
         stack,
@@ -205,7 +205,7 @@ def test_env_agnostic_image_uses_a_region_mapping(default_artifact: Path, repo_r
         source=BundledModel(source="bundled"),
         image=IMAGE,
         flavour="cpu",
-        base_dir=repo_root,
+        artifact=default_artifact,
         logs=ModelLogs(endpoint_name="sagebert-test"),
     )
     template = Template.from_stack(stack).to_json()
@@ -216,7 +216,7 @@ def test_env_agnostic_image_uses_a_region_mapping(default_artifact: Path, repo_r
     assert "Fn::FindInMap" in str(image["Properties"]["PrimaryContainer"]["Image"])
 
 
-def test_known_region_gets_a_literal_image_uri(default_artifact: Path, repo_root: Path) -> None:
+def test_known_region_gets_a_literal_image_uri(default_artifact: Path) -> None:
     stack = bare_stack(region="eu-west-1")
     HuggingFaceModel(
         stack,
@@ -224,7 +224,7 @@ def test_known_region_gets_a_literal_image_uri(default_artifact: Path, repo_root
         source=BundledModel(source="bundled"),
         image=IMAGE,
         flavour="cpu",
-        base_dir=repo_root,
+        artifact=default_artifact,
         logs=ModelLogs(endpoint_name="sagebert-test"),
     )
     Template.from_stack(stack).has_resource_properties(
@@ -237,7 +237,7 @@ def test_known_region_gets_a_literal_image_uri(default_artifact: Path, repo_root
     assert not [r for r in Template.from_stack(stack).to_json().get("Rules", {}) if r.startswith("SupportedRegion")]
 
 
-def test_s3_model_reads_exactly_that_object(repo_root: Path) -> None:
+def test_s3_model_reads_exactly_that_object() -> None:
     stack = bare_stack(region="us-east-1")
     key_arn = "arn:aws:kms:us-east-1:111122223333:key/11111111-2222-3333-4444-555555555555"
     source = S3Model(source="s3", uri="s3://releases-bucket/sagebert/v7/model.tar.gz", kms_key_arn=key_arn)
@@ -247,7 +247,6 @@ def test_s3_model_reads_exactly_that_object(repo_root: Path) -> None:
         source=source,
         image=IMAGE,
         flavour="cpu",
-        base_dir=repo_root,
         logs=ModelLogs(endpoint_name="sagebert-test"),
     )
     template = Template.from_stack(stack)
@@ -267,7 +266,7 @@ def test_s3_model_reads_exactly_that_object(repo_root: Path) -> None:
     }
 
 
-def test_hub_model_sets_the_toolkit_env_and_warns(repo_root: Path) -> None:
+def test_hub_model_sets_the_toolkit_env_and_warns() -> None:
     stack = bare_stack()
     source = HubModel(
         source="hub", model_id="distilbert-base-uncased-finetuned-sst-2-english", task="text-classification"
@@ -278,7 +277,6 @@ def test_hub_model_sets_the_toolkit_env_and_warns(repo_root: Path) -> None:
         source=source,
         image=IMAGE,
         flavour="cpu",
-        base_dir=repo_root,
         logs=ModelLogs(endpoint_name="sagebert-test"),
     )
     Template.from_stack(stack).has_resource_properties(
@@ -306,7 +304,7 @@ def test_missing_archive_is_a_clear_error(tmp_path: Path) -> None:
             source=BundledModel(source="bundled"),
             image=IMAGE,
             flavour="cpu",
-            base_dir=tmp_path,
+            artifact=tmp_path / "build" / "model.tar.gz",
             logs=ModelLogs(endpoint_name="sagebert-test"),
         )
 
@@ -373,7 +371,7 @@ def packaged(tmp_path: Path, served: str, runtimes: list[str]) -> Path:
     (tmp_path / "build").mkdir(exist_ok=True)
     (tmp_path / "build" / "model.tar.gz").write_bytes(b"archive")
     (tmp_path / "build" / "model.tar.gz.json").write_text(json.dumps({"served_runtime": served, "runtimes": runtimes}))
-    return tmp_path
+    return tmp_path / "build" / "model.tar.gz"
 
 
 @pytest.mark.parametrize(
@@ -391,7 +389,7 @@ def test_the_packaged_runtime_must_fit_the_stage(
 ) -> None:
     # Given an archive whose packaging record says what it serves and ships, when a stage asks for int8 or
     # for PyTorch, then synth refuses what the archive cannot give, naming the fix; else it builds the model.
-    base = packaged(tmp_path, served, ["onnx"])
+    archive = packaged(tmp_path, served, ["onnx"])
     source = BundledModel(source="bundled", require_int8=require)
 
     def build() -> None:
@@ -401,7 +399,7 @@ def test_the_packaged_runtime_must_fit_the_stage(
             source=source,
             image=IMAGE,
             flavour="cpu",
-            base_dir=base,
+            artifact=archive,
             runtime=runtime,
             logs=ModelLogs(endpoint_name="sagebert-test"),
         )

@@ -101,7 +101,7 @@ def test_the_export_gate_catches_an_imported_model_name(default_artifact: Path, 
             source=BundledModel(source="bundled", artifact=str(archive)),
             image=image_catalog.find("4.51.3", "2.6.0"),
             flavour="cpu",
-            base_dir=ROOT,
+            artifact=archive,
             logs=ModelLogs(endpoint_name="sagebert-test"),
         )
         CfnOutput(Stack(app, "Batch"), "ModelName", value=model.model_name)

@@ -1,4 +1,5 @@
-"""InferenceApi in a bare stack: auth, validation, stage settings, logs, the Lambda, IAM, WAF, CORS."""
+"""InferenceApi in a bare stack: auth, validation, stage settings, logs, the Lambda, IAM, WAF, CORS; and its parts
+(FrontDoorFunction, ApiAuth, ApiFirewall) each alone in a stack."""
 
 from __future__ import annotations
 
@@ -9,15 +10,19 @@ from typing import Any
 
 import pytest
 from aws_cdk import App, Environment, Stack
+from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Capture, Match, Template
 from pydantic import ValidationError
 
-from app import feature_flags
+from app import feature_flags, project_files
 from infra.catalog.powertools import POWERTOOLS_VERSION
 from infra.config.endpoint import EndpointSettings
-from infra.config.stage import LOG_RETENTION_DAYS, ApiSettings
+from infra.config.stage import LOG_RETENTION_DAYS, ApiSettings, WafSettings
+from infra.online.api_auth import ApiAuth
+from infra.online.api_firewall import ApiFirewall
+from infra.online.front_door_function import FrontDoorFunction
 from infra.online.inference_api import (
     ACCESS_LOG_FIELDS,
     GATEWAY_RESPONSES,
@@ -30,13 +35,11 @@ from infra.online.inference_api import (
 from infra.online.realtime_endpoint import RealtimeEndpoint, VariantModel
 
 POOL_ARN = "arn:aws:cognito-idp:eu-west-1:111122223333:userpool/eu-west-1_AbCdEf123"
+LAMBDA_CODE = project_files().lambdas
 
 
-def build(production: bool = False, region: str | None = None, **settings: Any) -> tuple[Stack, InferenceApi]:
-    env = Environment(account="111122223333", region=region) if region else None
-    stack = Stack(App(context=feature_flags()), "Bare", env=env)
-    key = kms.Key(stack, "Key", enable_key_rotation=True)
-    endpoint = RealtimeEndpoint(
+def endpoint_in(stack: Stack, key: kms.IKey) -> RealtimeEndpoint:
+    return RealtimeEndpoint(
         stack,
         "Endpoint",
         settings=EndpointSettings(),
@@ -46,13 +49,20 @@ def build(production: bool = False, region: str | None = None, **settings: Any) 
         key=key,
         bucket=s3.Bucket(stack, "Bucket"),
     )
+
+
+def build(production: bool = False, region: str | None = None, **settings: Any) -> tuple[Stack, InferenceApi]:
+    env = Environment(account="111122223333", region=region) if region else None
+    stack = Stack(App(context=feature_flags()), "Bare", env=env)
+    key = kms.Key(stack, "Key", enable_key_rotation=True)
     api = InferenceApi(
         stack,
         "FrontDoor",
         settings=ApiSettings.model_validate(settings),
-        endpoint=endpoint,
+        endpoint=endpoint_in(stack, key),
         production=production,
         key=key,
+        lambda_code=LAMBDA_CODE,
     )
     return stack, api
 
@@ -134,7 +144,7 @@ def test_body_is_validated_against_the_shared_schema() -> None:
     model = only(tpl, "AWS::ApiGateway::Model")
     assert model["ContentType"] == "application/json"
     # The model is the file, keyword for keyword: nothing lost in the conversion.
-    schema = json.loads(REQUEST_SCHEMA.read_text(encoding="utf-8"))
+    schema = json.loads((LAMBDA_CODE / REQUEST_SCHEMA).read_text(encoding="utf-8"))
     assert model["Schema"] == schema
     inputs = model["Schema"]["properties"]["inputs"]["anyOf"]
     assert inputs[1]["maxItems"] == 64
@@ -504,3 +514,118 @@ def test_powertools_layer_version_matches_the_locked_package(repo_root: Path) ->
         f"the Lambda layer is Powertools {POWERTOOLS_VERSION} (infra/catalog/powertools.py) but tests run "
         f"{pinned.group(1)} (requirements/lock.txt): move them together"
     )
+
+
+# --- the parts, each alone in a stack -----------------------------------------------------------
+
+
+def bare_stack(tmp_path: Path | None = None) -> tuple[Stack, kms.Key]:
+    app = App(context=feature_flags(), outdir=str(tmp_path) if tmp_path is not None else None)
+    stack = Stack(app, "Bare", env=Environment(account="111122223333", region="eu-west-1"))
+    return stack, kms.Key(stack, "Key", enable_key_rotation=True)
+
+
+def test_front_door_function_builds_from_the_code_directory_it_is_given(tmp_path: Path) -> None:
+    # Given a Lambda code root of its own (not the repository's lambdas/), when FrontDoorFunction alone builds
+    # the function in a stack, then the asset is that directory without the other functions' packages, and the
+    # function, its alias, log group and policy land directly in the given scope.
+    code = tmp_path / "code"
+    for package in ("front_door", "batch_manifest"):
+        (code / package).mkdir(parents=True)
+        (code / package / "handler.py").write_text("", encoding="utf-8")
+    stack, key = bare_stack(tmp_path / "out")
+    door = FrontDoorFunction(
+        stack,
+        settings=ApiSettings(tracing=False),
+        endpoint=endpoint_in(stack, key),
+        key=key,
+        retention=RETENTION[30],
+        code=code,
+    )
+    tpl = Template.from_stack(stack)
+    function = only(tpl, "AWS::Lambda::Function")
+    assert function["Handler"] == "front_door.handler.lambda_handler"
+    assert only(tpl, "AWS::Lambda::Alias")["Name"] == "live"
+    assert door.alias.alias_name == "live"
+    (function_id,) = tpl.find_resources("AWS::Lambda::Function")
+    assert function_id.startswith("Function")  # no construct level of its own: the IDs InferenceApi's scope gives
+    statements = only(tpl, "AWS::IAM::ManagedPolicy")["PolicyDocument"]["Statement"]
+    assert [s.get("Sid") for s in statements if s.get("Sid")] == ["WriteOwnLogs"]  # not traced: no X-Ray
+    assert [s["Action"] for s in statements if not s.get("Sid")] == ["sagemaker:InvokeEndpoint"]
+    log_group = tpl.to_json()["Resources"][function["LoggingConfig"]["LogGroup"]["Ref"]]["Properties"]
+    assert log_group["RetentionInDays"] == 30 and "KmsKeyId" in log_group
+    app = stack.node.root
+    assert isinstance(app, App)
+    assembly = app.synth()
+    asset = Path(assembly.directory) / ("asset." + function["Code"]["S3Key"].removesuffix(".zip"))
+    assert (asset / "front_door" / "handler.py").is_file()
+    assert not (asset / "batch_manifest").exists()
+
+
+@pytest.mark.parametrize(
+    ("auth", "authorization", "key_required"),
+    [("iam", "AWS_IAM", False), ("api_key", "NONE", True), ("cognito", "COGNITO_USER_POOLS", False)],
+)
+def test_api_auth_alone_guards_a_method_and_meters_api_keys(auth: str, authorization: str, key_required: bool) -> None:
+    # Given ApiAuth alone on a bare REST API, when a method takes its options and the usage plan is added, then
+    # the method authorizes as the stage's auth says, and only api_key gets a key and a usage plan on the stage.
+    stack, _ = bare_stack()
+    settings = ApiSettings.model_validate(
+        {"auth": auth, "cognito_user_pool_arn": POOL_ARN if auth == "cognito" else None}
+    )
+    api = apigateway.RestApi(stack, "Api", deploy_options=apigateway.StageOptions(stage_name="api"))
+    guard = ApiAuth(stack, settings=settings)
+    api.root.add_method(
+        "GET",
+        apigateway.MockIntegration(),
+        authorization_type=guard.authorization_type,
+        authorizer=guard.authorizer,
+        api_key_required=guard.api_key_required,
+    )
+    guard.add_usage_plan(api, api.deployment_stage)
+    tpl = Template.from_stack(stack)
+    (method,) = methods(tpl, "GET")
+    assert (method["AuthorizationType"], method["ApiKeyRequired"]) == (authorization, key_required)
+    tpl.resource_count_is("AWS::ApiGateway::Authorizer", 1 if auth == "cognito" else 0)
+    tpl.resource_count_is("AWS::ApiGateway::ApiKey", 1 if auth == "api_key" else 0)
+    tpl.resource_count_is("AWS::ApiGateway::UsagePlan", 1 if auth == "api_key" else 0)
+    assert (guard.api_key is not None) == (auth == "api_key")
+    if auth == "api_key":
+        (stage,) = only(tpl, "AWS::ApiGateway::UsagePlan")["ApiStages"]
+        assert stage["Stage"]["Ref"].startswith("ApiDeploymentStageapi")
+
+
+def test_api_firewall_alone_guards_the_stage_it_is_given_and_logs_what_it_stops() -> None:
+    # Given ApiFirewall alone in a stack with a stage ARN, then it creates the web ACL with the configured rate
+    # limit, associates it with that ARN, and logs blocked and counted requests (credentials redacted) to an
+    # encrypted aws-waf-logs- log group.
+    stack, key = bare_stack()
+    stage_arn = "arn:aws:apigateway:eu-west-1::/restapis/abc123/stages/api"
+    firewall = ApiFirewall(
+        stack, settings=WafSettings(rate_limit=700), stage_arn=stage_arn, key=key, retention=RETENTION[7]
+    )
+    tpl = Template.from_stack(stack)
+    acl = only(tpl, "AWS::WAFv2::WebACL")
+    (rate,) = (rule for rule in acl["Rules"] if rule["Name"] == "RateLimitPerIp")
+    assert rate["Statement"]["RateBasedStatement"]["Limit"] == 700
+    (acl_id,) = tpl.find_resources("AWS::WAFv2::WebACL")
+    assert acl_id.startswith("WebAcl")
+    assert only(tpl, "AWS::WAFv2::WebACLAssociation") == {
+        "ResourceArn": stage_arn,
+        "WebACLArn": {"Fn::GetAtt": [acl_id, "Arn"]},
+    }
+    logging = only(tpl, "AWS::WAFv2::LoggingConfiguration")
+    assert logging["ResourceArn"] == {"Fn::GetAtt": [acl_id, "Arn"]}
+    assert {f["SingleHeader"]["Name"] for f in logging["RedactedFields"]} == {
+        "authorization",
+        "x-api-key",
+        "x-amz-security-token",
+    }
+    assert logging["LoggingFilter"]["DefaultBehavior"] == "DROP"
+    (log_group_id,) = tpl.find_resources("AWS::Logs::LogGroup")
+    log_group = tpl.to_json()["Resources"][log_group_id]
+    assert log_group["Properties"]["LogGroupName"].startswith("aws-waf-logs-")
+    assert log_group["Properties"]["RetentionInDays"] == 7 and "KmsKeyId" in log_group["Properties"]
+    assert log_group["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert stack.resolve(firewall.web_acl.attr_arn) == {"Fn::GetAtt": [acl_id, "Arn"]}
+    assert stack.resolve(firewall.log_group.log_group_name) == {"Ref": log_group_id}

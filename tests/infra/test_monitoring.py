@@ -15,7 +15,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 
-from app import build_app, feature_flags
+from app import build_app, feature_flags, project_files
 from infra.batch.transform_schedule import BatchTransformSchedule
 from infra.config.endpoint import EndpointSettings
 from infra.config.monitoring import MonitoringSettings
@@ -132,12 +132,27 @@ def build(
     endpoint.has_instances = has_instances
     api = None
     if with_api:
-        api = InferenceApi(stack, "FrontDoor", settings=ApiSettings(), endpoint=endpoint, production=False, key=key)
+        api = InferenceApi(
+            stack,
+            "FrontDoor",
+            settings=ApiSettings(),
+            endpoint=endpoint,
+            production=False,
+            key=key,
+            lambda_code=project_files().lambdas,
+        )
     batch = None
     if with_batch:
         bucket = s3.Bucket(stack, "Bucket", encryption=s3.BucketEncryption.KMS, encryption_key=key)
         batch = BatchTransformSchedule(
-            stack, "Batch", settings=BatchSettings(), stage_name="test", model_name="model-name", bucket=bucket, key=key
+            stack,
+            "Batch",
+            settings=BatchSettings(),
+            stage_name="test",
+            model_name="model-name",
+            bucket=bucket,
+            key=key,
+            lambda_code=project_files().lambdas,
         )
     monitoring = Monitoring(
         stack,

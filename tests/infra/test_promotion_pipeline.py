@@ -15,7 +15,7 @@ import yaml
 from aws_cdk import App
 from aws_cdk.cx_api import CloudAssembly
 
-from app import ROOT, build_app, feature_flags
+from app import ROOT, build_app, feature_flags, project_files
 from infra.config.pipeline import PipelineConfig, load_pipeline_config
 from infra.config.stage import ConfigError, StageConfig, load_all
 from infra.pipeline import PIPELINE_STACK, PipelineStack, smoke_role_name, smoke_runner_role_name
@@ -350,7 +350,7 @@ def test_a_stage_without_an_api_gets_a_warning_and_no_smoke_test(tmp_path: Path)
     stages = load_all(tmp_path)
     config = PipelineConfig.model_validate({**VALID, "enabled": True, "stages": ["qa"], "approval_before": []})
     app = App(context=feature_flags(), outdir=str(tmp_path / "out"))
-    stack = PipelineStack(app, PIPELINE_STACK, config=config, stages=stages, base_dir=ROOT)
+    stack = PipelineStack(app, PIPELINE_STACK, config=config, stages=stages, files=project_files())
     warnings = [
         str(entry.data)
         for construct in stack.node.find_all()

@@ -14,7 +14,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Template
 
-from app import ROOT, feature_flags
+from app import feature_flags, project_files
 from infra.catalog import compute_profiles
 from infra.config.endpoint import EndpointSettings
 from infra.config.stage import StageConfig
@@ -136,7 +136,7 @@ def shadow_serving(default_artifact: Path) -> dict[str, Any]:
             }
         }
     )
-    stage = SageBertStage(App(context=feature_flags()), "shadow", config=config, base_dir=ROOT)
+    stage = SageBertStage(App(context=feature_flags()), "shadow", config=config, files=project_files())
     template: dict[str, Any] = dict(Template.from_stack(stage.serving).to_json())
     return template
 
