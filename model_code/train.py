@@ -325,10 +325,10 @@ class Int8Simulation:
     """Simulates the archive's int8 (`make package`'s default recipe) on the encoder's FFN, while `enabled`.
 
     As the recipe quantizes them: the FFN's two projections, weights int8 symmetric per output channel
-    (scale max|w|/INT8_WEIGHT_LEVELS), activations uint8 with one range per token (including 0); attention, pooler and
-    classifier stay fp32. Straight-through gradients (the rounding passes the gradient unchanged).
-    Nothing of this is saved: the model keeps plain fp32 weights that have learned to sit well on the
-    int8 grid."""
+    (scale max|w|/INT8_WEIGHT_LEVELS), activations on INT8_ACTIVATION_LEVELS steps with one range per token
+    (including 0); attention, pooler and classifier stay fp32. Straight-through gradients (the rounding
+    passes the gradient unchanged). Nothing of this is saved: the model keeps plain fp32 weights that have
+    learned to sit well on the int8 grid."""
 
     # The FFN projections by module name: BERT/MiniLM (intermediate.dense, output.dense outside attention)
     # and DistilBERT (ffn.lin1, ffn.lin2).
@@ -365,10 +365,11 @@ def _straight_through(x: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:
     return x + (quantized - x).detach()
 
 
-# The archive's weight grid (sagebert/release/quantize.py WEIGHT_LEVELS: 7 bits, so the int8 product cannot
-# saturate on CPUs without VNNI). This file runs alone in the training container, so it keeps a copy; a
-# test keeps the two equal.
-INT8_WEIGHT_LEVELS = 64
+# The archive's int8 grid (sagebert/release/quantize.py ACTIVATION_LEVELS, WEIGHT_LEVELS: activations on
+# 7 bits, so the product cannot saturate on CPUs without VNNI). This file runs alone in the training
+# container, so it keeps a copy; a test keeps the two equal.
+INT8_ACTIVATION_LEVELS = 127
+INT8_WEIGHT_LEVELS = 127
 
 
 def _fake_int8_per_channel(weight: torch.Tensor) -> torch.Tensor:
@@ -380,7 +381,7 @@ def _fake_int8_per_channel(weight: torch.Tensor) -> torch.Tensor:
 def _fake_uint8_per_token(x: torch.Tensor) -> torch.Tensor:
     low = x.detach().amin(dim=-1, keepdim=True).clamp(max=0)
     high = x.detach().amax(dim=-1, keepdim=True).clamp(min=0)
-    scale = ((high - low) / 255).clamp(min=1e-8)
+    scale = ((high - low) / INT8_ACTIVATION_LEVELS).clamp(min=1e-8)
     zero = torch.round(-low / scale)
     quantized = (torch.clamp(torch.round(x / scale) + zero, 0, 255) - zero) * scale
     return _straight_through(x, quantized)

@@ -165,20 +165,26 @@ def _topological_sort(model: Any) -> None:
     model.graph.node.extend(ordered)
 
 
-# Weights use 7 bits (|q| <= 64, as ONNX Runtime's reduce_range) so the integer product is exact on
-# every x86 CPU. ONNX Runtime multiplies uint8 activations by int8 weights; without AVX-512 VNNI (AVX2,
-# and AVX-512 on Skylake such as ml.m5/ml.c5) its kernel adds pairs of u8*s8 products into int16, which
-# saturates at 32767 when |w| reaches 127 (2 * 255 * 127 = 64770). With |w| <= 64 a pair is at most
-# 2 * 255 * 64 = 32640: no CPU saturates, so an archive checked on one CPU answers the same on another.
-# Measured on an AVX2 machine (AMD EPYC, family 25; 384 held-out texts): the faithful recipe on 127
-# levels agreed on 98.70% of labels (p99 gap 0.36), on this 7-bit grid 99.74% (p99 0.074).
-# model_code/train.py's int8 simulation uses the same grid (a test keeps them equal).
-WEIGHT_LEVELS = 64
+# The int8 product must be exact on every x86 CPU, or an archive checked where it is built says nothing about
+# where it runs. ONNX Runtime multiplies uint8 activations by int8 weights; without AVX-512 VNNI (AVX2, and
+# AVX-512 on Skylake such as ml.m5/ml.c5) its kernel adds pairs of u8*s8 products into int16, saturating at
+# 32767: 2 * 255 * 127 = 64770 overflows. So the per-token recipe puts activations on 7 bits (0..127, one
+# range per token) and keeps int8 weights: 2 * 127 * 127 = 32258 fits, and the kernels of AVX2, AVX-512
+# VNNI and AMX all compute the same integers. Measured on an AVX2 machine (AMD EPYC, family 25; 384
+# held-out texts; faithful recipe): activations on 8 bits 98.70% of labels agree with PyTorch fp32 (p99
+# gap 0.36), 7-bit weights 99.74% (p99 0.118), 7-bit activations 100% (p99 0.053). uint8 weights avoid
+# it too but run ONNX Runtime's u8u8 kernel, which has no VNNI or AMX path. ONNX Runtime's dynamic
+# quantization has full-range activations, so its recipes get 7-bit weights (reduce_range: |q| <= 64,
+# 2 * 255 * 64 = 32640). model_code/train.py's int8 simulation uses the same grid (a test keeps it).
+ACTIVATION_LEVELS = 127
+WEIGHT_LEVELS = 127
+DYNAMIC_WEIGHT_LEVELS = 64
+INT16_MAX = 32767
 
 
 def quantize_dynamic(graph: Path, output: Path, exclude: Iterable[str] = ()) -> None:
-    """Dynamic int8, per-channel 7-bit weights (reduce_range, see WEIGHT_LEVELS), the embedding table fp32
-    (quantizing it flipped negations)."""
+    """Dynamic int8, per-channel 7-bit weights (reduce_range, see ACTIVATION_LEVELS), the embedding table
+    fp32 (quantizing it flipped negations)."""
     import onnx
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
@@ -254,17 +260,17 @@ def quantize_per_token(model: Any, nodes: list[Any]) -> None:
 
     ONNX Runtime's dynamic MatMul quantizes the whole activation with one scale, and in BERT one token
     ([CLS]) carries activations 5-6x larger than the others in the FFN, so every other token gets a coarse
-    grid. Here each row (token) gets its own uint8 range: x ~ s_t * (q - z_t). ONNX Runtime's
-    MatMulInteger takes only a scalar zero point, so the product runs with zero point 0 and the row's
-    zero point is taken out afterwards: (q - z_t) @ Wq = q @ Wq - z_t * colsum(Wq). Weights are int8
-    symmetric per output column on the 7-bit grid of WEIGHT_LEVELS. Every token's answer depends on its
-    own values only, so padding and batch-mates cannot change it."""
+    grid. Here each row (token) gets its own uint8 range of ACTIVATION_LEVELS steps: x ~ s_t * (q - z_t).
+    ONNX Runtime's MatMulInteger takes only a scalar zero point, so the product runs with zero point 0 and
+    the row's zero point is taken out afterwards: (q - z_t) @ Wq = q @ Wq - z_t * colsum(Wq). Weights are
+    int8 symmetric per output column. Every token's answer depends on its own values only, so padding and
+    batch-mates cannot change it."""
     from onnx import TensorProto, helper, numpy_helper
 
     initializers = {i.name: i for i in model.graph.initializer}
     constants: dict[str, np.ndarray] = {
         "pt_zero": np.array(0.0, dtype=np.float32),
-        "pt_inv255": np.array(1.0 / 255, dtype=np.float32),
+        "pt_inv_levels": np.array(1.0 / ACTIVATION_LEVELS, dtype=np.float32),
         "pt_eps": np.array(1e-8, dtype=np.float32),
         "pt_one": np.array(1.0, dtype=np.float32),
         "pt_axis1": np.array([1], dtype=np.int64),
@@ -299,7 +305,7 @@ def quantize_per_token(model: Any, nodes: list[Any]) -> None:
         def op(kind: str, inputs: list[str], out: str, prefix: str = p, **attrs: Any) -> Any:
             return helper.make_node(kind, inputs, [f"{prefix}_{out}"], f"{prefix}_{out}", **attrs)
 
-        # Per row: range [lo, hi] including 0, scale s = (hi - lo) / 255, zero point z = round(-lo / s).
+        # Per row: range [lo, hi] including 0, scale s = (hi - lo) / ACTIVATION_LEVELS, zero point z = round(-lo / s).
         # QuantizeLinear does the rounding, shifting and saturating in one pass (per-axis over rows);
         # MatMulIntegerToFloat multiplies and applies the weights' scales in one fused kernel.
         new = [
@@ -310,7 +316,7 @@ def quantize_per_token(model: Any, nodes: list[Any]) -> None:
             op("Max", [f"{p}_hi", "pt_zero"], "hi0"),
             op("Min", [f"{p}_lo", "pt_zero"], "lo0"),
             op("Sub", [f"{p}_hi0", f"{p}_lo0"], "range"),
-            op("Mul", [f"{p}_range", "pt_inv255"], "scale_raw"),
+            op("Mul", [f"{p}_range", "pt_inv_levels"], "scale_raw"),
             op("Max", [f"{p}_scale_raw", "pt_eps"], "scale"),
             op("Div", [f"{p}_lo0", f"{p}_scale"], "neg_zp_raw"),
             op("Round", [f"{p}_neg_zp_raw"], "neg_zp"),  # -z per row (lo0 <= 0)

@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "model_code"))
 import inference
 
+from sagebert.release import quantize
 from sagebert.release.archive import bundled_model_dir
 
 JSON = "application/json"
@@ -390,14 +391,32 @@ def test_bad_lines_fail_mode_refuses_the_request(monkeypatch: pytest.MonkeyPatch
         inference.input_fn(body, JSONL)
 
 
+@pytest.fixture(scope="module")
+def with_int8(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The archive with the default recipe's int8 graph: the archive itself, or, where int8 missed the
+    tolerance on the CPU that packaged it (so only fp32 shipped), the graph built here from its fp32 one."""
+    if (model_dir / inference.INT8_GRAPH).is_file():
+        return model_dir
+    from tokenizers import Tokenizer
+
+    folder = tmp_path_factory.mktemp("with-int8")
+    for item in model_dir.iterdir():
+        (folder / item.name).symlink_to(item)
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    quantize.build(
+        model_dir / inference.FP32_GRAPH, folder / inference.INT8_GRAPH, quantize.DEFAULT_RECIPE, [], tokenizer
+    )
+    return folder
+
+
 @pytest.mark.weights
 @pytest.mark.parametrize("runtime", ["onnx-int8", "onnx-fp32"])
 def test_a_texts_answer_does_not_depend_on_the_texts_beside_it(
-    model_dir: Path, runtime: str, monkeypatch: pytest.MonkeyPatch
+    with_int8: Path, runtime: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a review near the boundary, alone and inside batches of other reviews of other lengths
     monkeypatch.setenv("SAGEBERT_RUNTIME", runtime)
-    model = inference.model_fn(str(model_dir))
+    model = inference.model_fn(str(with_int8))
     target = "Not once did the hairdresser ask what I wanted."
     others = [line["text"] for line in map(json.loads, (DATA / "test.jsonl").read_text().splitlines()[:60])]
     alone = json.loads(invoke(model, {"inputs": target}))[0]

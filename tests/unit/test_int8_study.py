@@ -51,15 +51,20 @@ def test_int8_weights_cannot_saturate_on_cpus_without_vnni(
         tokenizer,
         sensitivity=lambda graph, names: [(name, 0.0) for name in names],
     )
-    # Then every int8 weight is on the 7-bit grid: two u8*s8 products fit int16 (AVX2's kernel sums pairs
-    # with saturation), so the int8 answer is the same on every x86 CPU
-    weights = [
-        numpy_helper.to_array(t)
-        for t in onnx.load(str(tmp_path / "int8.onnx")).graph.initializer
-        if t.data_type == onnx.TensorProto.INT8
-    ]
+    # Then no pair of uint8 x int8 products can overflow int16 (AVX2's kernel sums pairs with saturation):
+    # per-token activations take ACTIVATION_LEVELS + 1 codes at most (two roundings), dynamic ones 256, so the
+    # int8 answer is the same on AVX2, AVX-512 VNNI and AMX
+    model = onnx.load(str(tmp_path / "int8.onnx"))
+    initializers = {t.name: t for t in model.graph.initializer}
+    per_token = {n.input[1] for n in model.graph.node if n.op_type == "MatMulIntegerToFloat"}
+    weights = {name: t for name, t in initializers.items() if t.data_type == onnx.TensorProto.INT8}
     if recipe.dynamic or recipe.per_token:
         assert weights, f"{recipe.name} quantizes some products"
-    for weight in weights:
-        assert int(abs(weight.astype(int)).max()) <= quantize.WEIGHT_LEVELS
-        assert 2 * 255 * quantize.WEIGHT_LEVELS <= 32767
+    if recipe.per_token:
+        assert per_token and per_token <= set(weights)
+        levels = 1 / float(numpy_helper.to_array(initializers["pt_inv_levels"]))
+        assert levels == pytest.approx(quantize.ACTIVATION_LEVELS)
+    for name, tensor in weights.items():
+        largest_weight = int(abs(numpy_helper.to_array(tensor).astype(int)).max())
+        largest_activation = quantize.ACTIVATION_LEVELS + 1 if name in per_token else 255
+        assert 2 * largest_activation * largest_weight <= quantize.INT16_MAX, name

@@ -258,7 +258,7 @@ def test_int8_simulation_matches_the_faithful_recipe_arithmetic() -> None:
     # their own fine grid (error well under one step of a shared range), and zero stays exactly zero.
     x = torch.tensor([[[13.6, -0.17, 2.0], [0.5, -0.1, 0.25]]])
     q = train._fake_uint8_per_token(x)
-    assert torch.allclose(q[0, 1], x[0, 1], atol=0.6 / 255)
+    assert torch.allclose(q[0, 1], x[0, 1], atol=0.6 / train.INT8_ACTIVATION_LEVELS)
     assert torch.equal(train._fake_uint8_per_token(torch.zeros(1, 2, 3)), torch.zeros(1, 2, 3))
     w = torch.tensor([[1.0, -0.5, 0.25], [0.01, 0.02, -0.04]])
     wq = train._fake_int8_per_channel(w)
@@ -266,7 +266,10 @@ def test_int8_simulation_matches_the_faithful_recipe_arithmetic() -> None:
         0.04
     )
     # On the archive's grid (the training container cannot import sagebert, so train.py keeps a copy)
-    assert train.INT8_WEIGHT_LEVELS == quantize.WEIGHT_LEVELS
+    assert (train.INT8_ACTIVATION_LEVELS, train.INT8_WEIGHT_LEVELS) == (
+        quantize.ACTIVATION_LEVELS,
+        quantize.WEIGHT_LEVELS,
+    )
     # Straight-through: the gradient passes the rounding unchanged
     x.requires_grad_(True)
     train._fake_uint8_per_token(x).sum().backward()
