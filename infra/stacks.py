@@ -13,9 +13,11 @@ from infra.batch.transform_schedule import BatchTransformSchedule, job_name_pref
 from infra.catalog import compute_profiles
 from infra.catalog import images as image_catalog
 from infra.catalog.images import Flavour
+from infra.config.api import ApiSettings
+from infra.config.batch import BatchSettings
 from infra.config.model import ModelSource
 from infra.config.monitoring import MonitoringSettings
-from infra.config.stage import ApiSettings, BatchSettings, StageConfig
+from infra.config.stage import StageConfig
 from infra.online.inference_api import InferenceApi
 from infra.online.private_network import PrivateNetwork
 from infra.online.realtime_endpoint import RealtimeEndpoint, VariantModel

@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return synth_report.main(args.outdir, args.config_dir)
     except Exception as err:  # a clear one-line error for the known failure kinds
-        from infra.config.stage import ConfigError
+        from infra.config.errors import ConfigError
         from sagebert.local.lifeline import PortInUse
         from sagebert.local.serve import ServeError
         from sagebert.release.archive import ArchiveError

@@ -41,7 +41,7 @@ from constructs import Construct
 
 from infra.catalog.powertools import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_REGIONS
 from infra.catalog.regions import require_region
-from infra.config.stage import BatchSettings
+from infra.config.batch import BatchSettings
 from infra.online.inference_api import ASSET_EXCLUDE, LAMBDAS_DIR, RUNTIME
 from infra.operations.compliance import acknowledge, acknowledge_resources
 from infra.operations.key_policies import allow_cloudwatch_alarms, allow_cloudwatch_logs

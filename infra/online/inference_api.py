@@ -19,7 +19,7 @@ from constructs import Construct, IConstruct
 
 from infra.catalog.powertools import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_REGIONS
 from infra.catalog.regions import require_region
-from infra.config.stage import ApiSettings, WafSettings
+from infra.config.api import ApiSettings, WafSettings
 from infra.online.realtime_endpoint import RealtimeEndpoint
 from infra.operations.compliance import acknowledge
 from infra.operations.key_policies import allow_cloudwatch_logs

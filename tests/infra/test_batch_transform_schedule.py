@@ -38,8 +38,8 @@ from infra.batch.transform_schedule import (
     utc_offsets,
 )
 from infra.catalog.images import find
+from infra.config.batch import BatchSettings
 from infra.config.model import S3Model
-from infra.config.stage import BatchSettings
 from infra.operations.compliance import nag_spelling
 from infra.release.hugging_face_model import HuggingFaceModel, ModelLogs
 

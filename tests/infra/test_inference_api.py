@@ -16,8 +16,9 @@ from pydantic import ValidationError
 
 from app import feature_flags
 from infra.catalog.powertools import POWERTOOLS_VERSION
+from infra.config.api import ApiSettings
+from infra.config.base import LOG_RETENTION_DAYS
 from infra.config.endpoint import EndpointSettings
-from infra.config.stage import LOG_RETENTION_DAYS, ApiSettings
 from infra.online.inference_api import (
     ACCESS_LOG_FIELDS,
     GATEWAY_RESPONSES,
