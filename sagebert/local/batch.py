@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.config.batch import BAD_LINES_VARIABLE
 from sagebert.local.serve import KeepAliveClient, LocalEndpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -194,8 +195,8 @@ def main(
     port: int,
     state_dir: Path | None = None,
 ) -> int:
-    print(f"starting {archive} on the local model server (SAGEBERT_BAD_LINES={bad_lines}) ...", flush=True)
-    environment = {"SAGEBERT_BAD_LINES": bad_lines}
+    print(f"starting {archive} on the local model server ({BAD_LINES_VARIABLE}={bad_lines}) ...", flush=True)
+    environment = {BAD_LINES_VARIABLE: bad_lines}
     state = state_dir or REPO_ROOT / "build" / "batch-local" / "serve"
     with LocalEndpoint(archive, port=port, name="batch-local", state_dir=state, environment=environment) as endpoint:
         print(

@@ -296,6 +296,45 @@ def test_optional_environment_is_absent_by_default() -> None:
     assert not {"SAGEBERT_TARGET_VARIANT", "SAGEBERT_CORS_ALLOW_ORIGINS"} & set(function["Environment"]["Variables"])
 
 
+def test_the_front_door_reads_back_what_the_stack_sets() -> None:
+    # infra/ and lambdas/ may not import each other: the variable names and their formatting live in both.
+    from front_door.settings import Settings
+
+    settings = ApiSettings.model_validate(
+        {
+            "read_timeout_s": 4.5,
+            "connect_timeout_s": 1.5,
+            "max_attempts": 3,
+            "max_body_bytes": 4096,
+            "cors_allow_origins": ["https://a.example", "http://localhost:3000"],
+            "target_variant": "AllTraffic",
+            "tracing": False,
+        }
+    )
+    function = only(template(**settings.model_dump()), "AWS::Lambda::Function")
+    read = Settings.from_env(function["Environment"]["Variables"])
+    assert read == Settings(
+        endpoint_name="sagebert-test",
+        target_variant=settings.target_variant,
+        read_timeout_s=settings.read_timeout_s,
+        connect_timeout_s=settings.connect_timeout_s,
+        max_attempts=settings.max_attempts,
+        max_body_bytes=settings.max_body_bytes,
+        cors_allow_origins=tuple(settings.cors_allow_origins),
+        tracing=settings.tracing,
+    )
+
+
+def test_the_local_front_door_runs_with_the_deployed_functions_names() -> None:
+    # `make serve` cannot load CDK to read them from the construct; the template is the reference.
+    from sagebert.local.front_door import handler_environment
+
+    deployed = only(template(), "AWS::Lambda::Function")["Environment"]["Variables"]
+    local = handler_environment("http://127.0.0.1:9", "sagebert-test")
+    for name in ("SAGEBERT_ENDPOINT_NAME", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):
+        assert local[name] == deployed[name], name
+
+
 def test_function_may_invoke_only_this_endpoint() -> None:
     tpl = template()
     policy = only(tpl, "AWS::IAM::ManagedPolicy")
