@@ -28,6 +28,11 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html
 TRANSFORM_ENVIRONMENT_MAX = api.stated_maximum("CreateTransformJobRequest.Environment")
 TRANSFORM_PAYLOAD_BUDGET_MB = 100
+# SageMaker's own defaults for a transform job's MaxPayloadInMB and ModelClientConfig, which sagebert keeps;
+# `make batch-local` runs with them too.
+TRANSFORM_MAX_PAYLOAD_MB = 6
+TRANSFORM_INVOCATION_TIMEOUT_S = 600
+TRANSFORM_INVOCATION_MAX_RETRIES = 3
 BAD_LINES_VARIABLE = "SAGEBERT_BAD_LINES"
 
 
@@ -79,7 +84,7 @@ class BatchSettings(Strict):
         description="Transform instances; input objects are spread over them.",
     )
     max_payload_mb: int = Field(
-        6,
+        TRANSFORM_MAX_PAYLOAD_MB,
         ge=1,
         le=TRANSFORM_PAYLOAD_BUDGET_MB,
         description="MaxPayloadInMB: lines are packed into requests of at most this many MB (MultiRecord); a line "
@@ -93,13 +98,13 @@ class BatchSettings(Strict):
         f"max_concurrent_transforms * max_payload_mb must be at most {TRANSFORM_PAYLOAD_BUDGET_MB}.",
     )
     invocation_timeout_s: int = Field(
-        600,
+        TRANSFORM_INVOCATION_TIMEOUT_S,
         ge=api.minimum("ModelClientConfig.InvocationsTimeoutInSeconds"),
         le=api.maximum("ModelClientConfig.InvocationsTimeoutInSeconds"),
         description="Seconds the container has to answer one request (ModelClientConfig).",
     )
     invocation_max_retries: int = Field(
-        3,
+        TRANSFORM_INVOCATION_MAX_RETRIES,
         ge=api.minimum("ModelClientConfig.InvocationsMaxRetries"),
         le=api.maximum("ModelClientConfig.InvocationsMaxRetries"),
         description="Retries of a request that failed or timed out (ModelClientConfig).",

@@ -32,17 +32,16 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        """The settings from environment variables; one that is unset keeps the field's default above."""
         endpoint = environ.get("SAGEBERT_ENDPOINT_NAME", "").strip()
         if not endpoint:
             raise SettingsError("SAGEBERT_ENDPOINT_NAME is not set: the name of the SageMaker endpoint to call.")
         settings = cls(
             endpoint_name=endpoint,
             target_variant=environ.get("SAGEBERT_TARGET_VARIANT", "").strip() or None,
-            read_timeout_s=_number(environ, "SAGEBERT_READ_TIMEOUT_S", cls.read_timeout_s, float),
-            connect_timeout_s=_number(environ, "SAGEBERT_CONNECT_TIMEOUT_S", cls.connect_timeout_s, float),
-            max_attempts=_number(environ, "SAGEBERT_MAX_ATTEMPTS", cls.max_attempts, int),
-            max_body_bytes=_number(environ, "SAGEBERT_MAX_BODY_BYTES", cls.max_body_bytes, int),
+            read_timeout_s=_number(environ, "SAGEBERT_READ_TIMEOUT_S", 8.0, float),
+            connect_timeout_s=_number(environ, "SAGEBERT_CONNECT_TIMEOUT_S", 2.0, float),
+            max_attempts=_number(environ, "SAGEBERT_MAX_ATTEMPTS", 2, int),
+            max_body_bytes=_number(environ, "SAGEBERT_MAX_BODY_BYTES", 1_048_576, int),
             cors_allow_origins=tuple(
                 origin.strip() for origin in environ.get("SAGEBERT_CORS_ALLOW_ORIGINS", "").split(",") if origin.strip()
             ),

@@ -24,7 +24,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.config.batch import BAD_LINES_VARIABLE
+from infra.config.batch import (
+    BAD_LINES_VARIABLE,
+    TRANSFORM_INVOCATION_MAX_RETRIES,
+    TRANSFORM_INVOCATION_TIMEOUT_S,
+    TRANSFORM_MAX_PAYLOAD_MB,
+)
 from sagebert.local.serve import KeepAliveClient, LocalEndpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +49,7 @@ class Manifest:
     status: str = "running"
     reason: str = ""
     strategy: str = "MultiRecord"
-    max_payload_mb: float = 6.0
+    max_payload_mb: float = float(TRANSFORM_MAX_PAYLOAD_MB)
     input_records: int = 0
     output_records: int = 0
     error_records: int = 0
@@ -120,10 +125,10 @@ def run(
     *,
     strategy: str = "MultiRecord",
     content_type: str = JSONL,
-    max_payload_mb: float = 6.0,
+    max_payload_mb: float = float(TRANSFORM_MAX_PAYLOAD_MB),
     concurrency: int = 2,
-    timeout_s: float = 600.0,
-    retries: int = 3,
+    timeout_s: float = float(TRANSFORM_INVOCATION_TIMEOUT_S),
+    retries: int = TRANSFORM_INVOCATION_MAX_RETRIES,
     progress: bool = True,
 ) -> Manifest:
     """One run over a started endpoint; returns (and writes) its manifest."""
