@@ -23,6 +23,7 @@ from infra.batch.transform_schedule import BatchTransformSchedule
 from infra.catalog import compute_profiles
 from infra.config.base import API_INTEGRATION_TIMEOUT_S
 from infra.config.monitoring import MonitoringSettings
+from infra.config.stage import STAGE_PREFIX
 from infra.online.inference_api import InferenceApi
 from infra.online.realtime_endpoint import MICROSECONDS_PER_MS, RealtimeEndpoint
 from infra.operations.key_policies import allow_cloudwatch_alarms
@@ -130,7 +131,7 @@ class Monitoring(Construct):
                 "Dashboard",
                 # Dashboard names are unique per account, not per region: the region keeps two deployments of
                 # one stage apart.
-                dashboard_name=f"SageBert-{stage_name}-{Aws.REGION}",
+                dashboard_name=f"{STAGE_PREFIX}{stage_name}-{Aws.REGION}",
                 default_interval=Duration.hours(6),
                 widgets=rows,
             )

@@ -28,13 +28,11 @@ from infra.catalog import images as image_catalog
 from infra.catalog.images import Flavour
 from infra.catalog.powertools import POWERTOOLS_LAYER_PARAMETER
 from infra.config.model import ModelSource
-from infra.config.stage import StageConfig, load_stage_config
+from infra.config.stage import STAGE_PREFIX, StageConfig, load_stage_config
 from sagebert.checks import deploy_gates
 from sagebert.tables import columns
 
 Verdict = Literal["PASS", "FAIL", "WARN", "SKIP"]
-# infra.stage.STAGE_PREFIX, spelled here because importing infra.stage loads the CDK (a test keeps them equal).
-STAGE_PREFIX = "SageBert-"
 # Lambda refuses to reserve concurrency that leaves fewer unreserved executions than this.
 # https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html
 LAMBDA_MIN_UNRESERVED = 100

@@ -22,8 +22,11 @@ from infra.config.endpoint import EndpointSettings
 from infra.online.inference_api import (
     ACCESS_LOG_FIELDS,
     GATEWAY_RESPONSES,
+    HEALTH_PATH,
+    PREDICT_PATH,
     REQUEST_SCHEMA,
     RETENTION,
+    STAGE_NAME,
     InferenceApi,
     SchemaError,
     to_json_schema,
@@ -325,14 +328,24 @@ def test_the_front_door_reads_back_what_the_stack_sets() -> None:
     )
 
 
-def test_the_local_front_door_runs_with_the_deployed_functions_names() -> None:
-    # `make serve` cannot load CDK to read them from the construct; the template is the reference.
-    from sagebert.local.front_door import handler_environment
+def test_the_local_front_door_and_the_openapi_document_use_the_deployed_names() -> None:
+    # `make serve` and `make openapi` do not load CDK to read these from the construct; the construct is the
+    # reference.
+    from sagebert.local import front_door as local_front_door
+    from sagebert.report.openapi import document
 
     deployed = only(template(), "AWS::Lambda::Function")["Environment"]["Variables"]
-    local = handler_environment("http://127.0.0.1:9", "sagebert-test")
+    local = local_front_door.handler_environment("http://127.0.0.1:9", "sagebert-test")
     for name in ("SAGEBERT_ENDPOINT_NAME", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):
         assert local[name] == deployed[name], name
+    assert (local_front_door.PREDICT, local_front_door.HEALTH, local_front_door.STAGE) == (
+        PREDICT_PATH,
+        HEALTH_PATH,
+        STAGE_NAME,
+    )
+    openapi = document()
+    assert set(openapi["paths"]) == {PREDICT_PATH, HEALTH_PATH}
+    assert all(server["url"].endswith(f"/{STAGE_NAME}") for server in openapi["servers"])
 
 
 def test_function_may_invoke_only_this_endpoint() -> None:
