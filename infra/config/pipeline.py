@@ -17,9 +17,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from infra.config.base import EMAIL, Strict
 from infra.config.errors import ConfigError, field_doc, walk
-from infra.config.stage import STAGE_NAME, StageConfig
+from infra.config.stage import PIPELINE_FILE, STAGE_NAME, StageConfig
 
-PIPELINE_FILE = "pipeline.yaml"
 # GitHub's owner and repository names: letters, digits, '-', '_' and '.'.
 REPOSITORY = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"
 # A git branch name of safe characters, not starting with '-' (git check-ref-format's other rules, which

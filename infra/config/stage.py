@@ -227,11 +227,13 @@ def load_stage_config(path: Path) -> StageConfig:
 
 # A stage named `dev` (config/dev.yaml) is the cdk.Stage `SageBert-dev`.
 STAGE_PREFIX = "SageBert-"
+# The promotion pipeline's settings (infra/config/pipeline.py) sit beside the stage files; `pipeline` is no stage.
+PIPELINE_FILE = "pipeline.yaml"
 
 
 def stage_files(config_dir: Path) -> list[Path]:
     """The stage files in config_dir, in name order (pipeline.yaml is no stage)."""
-    return sorted(file for file in config_dir.glob("*.yaml") if file.stem != "pipeline")
+    return sorted(file for file in config_dir.glob("*.yaml") if file.name != PIPELINE_FILE)
 
 
 def load_all(config_dir: Path) -> dict[str, StageConfig]:
