@@ -2,8 +2,8 @@
 endpoint), with its usage-plan quota and WAF web ACL.
 
 lambdas/front_door/settings.py reads what infra/online/inference_api.py passes on from here; it may not
-import infra, so it keeps its own copy of the defaults and the time budget, and
-tests/unit/test_front_door.py keeps the two equal.
+import infra, so it keeps its own copy of the defaults and the time budget: tests/unit/test_front_door.py
+keeps those equal, tests/infra/test_inference_api.py the environment variables that carry them.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from infra.config.base import API_INTEGRATION_TIMEOUT_S, LogRetentionDays, Strict
-from infra.config.endpoint import VARIANT_NAME
+from infra.config.base import API_INTEGRATION_TIMEOUT_S, VARIANT_NAME, LogRetentionDays, Strict
 
 # The front-door Lambda's worst case (every attempt connecting and reading to its timeout, plus 1 s of its own
 # work) must end before API Gateway's integration timeout, with a second to spare for API Gateway to turn a

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict
 
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]+$"
+# A production variant's name (endpoint.variant_name, the A/B variants, api.target_variant).
+VARIANT_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 # A key prefix in the artifact bucket: path segments of safe characters, each ending in "/". No IAM
 # wildcard characters (* ?), since the prefixes are written into IAM resource ARNs and conditions.
 KEY_PREFIX = r"^([A-Za-z0-9_.-]+/)+$"
