@@ -10,8 +10,9 @@ from pathlib import Path
 
 from aws_cdk import App
 
+from infra.config.errors import ConfigError
 from infra.config.pipeline import load_pipeline_config
-from infra.config.stage import ConfigError, load_all
+from infra.config.stage import load_all
 from infra.operations.compliance import add_compliance_checks
 from infra.pipeline import PIPELINE_STACK, PipelineStack
 from infra.project_files import ProjectFiles

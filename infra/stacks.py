@@ -12,9 +12,11 @@ from constructs import Construct
 from infra.batch.expressions import job_name_prefix
 from infra.batch.transform_schedule import BatchTransformSchedule
 from infra.catalog import images as image_catalog
+from infra.config.api import ApiSettings
+from infra.config.batch import BatchSettings
 from infra.config.model import ModelSource
 from infra.config.monitoring import MonitoringSettings
-from infra.config.stage import ApiSettings, BatchSettings, StageConfig
+from infra.config.stage import StageConfig
 from infra.online.inference_api import InferenceApi
 from infra.online.private_network import PrivateNetwork
 from infra.online.realtime_endpoint import RealtimeEndpoint, VariantModel

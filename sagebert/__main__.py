@@ -7,6 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+# Stdlib only, like this module: the pipeline's smoke step runs `python -m sagebert smoke` with botocore alone.
+from sagebert.local.smoke import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT_S
+
 
 def _env_flag(name: str) -> bool:
     """SAGEBERT_<NAME>=1/true/yes (what `make package REQUIRE_INT8=1` passes on)."""
@@ -177,8 +180,18 @@ def main(argv: list[str] | None = None) -> int:
     smoke.add_argument("--api-key-id", help="the stage's ApiKeyId output (auth: api_key); absent: SigV4 (auth: iam)")
     smoke.add_argument("--region", help="the stage's region (default: the configured AWS region)")
     smoke.add_argument("--role-arn", help="assume this role first (the stage account's smoke-test role)")
-    smoke.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer (default 30)")
-    smoke.add_argument("--attempts", type=int, default=3, help="tries on 5xx, 429 or no answer (default 3)")
+    smoke.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help=f"seconds to wait for the answer (default {DEFAULT_TIMEOUT_S:g})",
+    )
+    smoke.add_argument(
+        "--attempts",
+        type=int,
+        default=DEFAULT_ATTEMPTS,
+        help=f"tries on 5xx, 429 or no answer (default {DEFAULT_ATTEMPTS})",
+    )
 
     cost = commands.add_parser(
         "cost", help="monthly cost per stage, cost per million predictions, a recommendation (make cost)"
@@ -295,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return synth_report.main(args.outdir, args.config_dir)
     except Exception as err:  # a clear one-line error for the known failure kinds
-        from infra.config.stage import ConfigError
+        from infra.config.errors import ConfigError
         from sagebert.local.lifeline import PortInUse
         from sagebert.local.serve import ServeError
         from sagebert.release.archive import ArchiveError

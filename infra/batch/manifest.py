@@ -20,7 +20,7 @@ from constructs import Construct
 
 from infra.catalog.powertools import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_REGIONS
 from infra.catalog.regions import require_region
-from infra.config.stage import BatchSettings
+from infra.config.batch import BatchSettings
 from infra.online.front_door_function import ASSET_EXCLUDE, RUNTIME
 from infra.operations.compliance import acknowledge, acknowledge_resources
 

@@ -18,7 +18,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from infra.config.stage import BatchSettings
+from infra.config.batch import BatchSettings
 from infra.operations.compliance import acknowledge
 
 

@@ -31,7 +31,7 @@ from infra.batch.expressions import (
     run_date_expression,
 )
 from infra.batch.manifest import MANIFEST_NAME
-from infra.config.stage import BatchSettings
+from infra.config.batch import BatchSettings
 from infra.operations.compliance import acknowledge, acknowledge_resources
 
 # Errors of the CreateTransformJob call itself (throttling, service errors) that are worth retrying.

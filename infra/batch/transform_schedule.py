@@ -27,7 +27,7 @@ from infra.batch.failures import failed_runs_alarm, failure_topic
 from infra.batch.manifest import manifest_function
 from infra.batch.schedule import run_schedule
 from infra.batch.state_machine import state_machine
-from infra.config.stage import BatchSettings
+from infra.config.batch import BatchSettings
 from infra.operations.key_policies import allow_cloudwatch_alarms, allow_cloudwatch_logs
 
 LOG_RETENTION = logs.RetentionDays.ONE_YEAR

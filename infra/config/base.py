@@ -9,6 +9,12 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict
 
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]+$"
+# A production variant's name (endpoint.variant_name, the A/B variants, api.target_variant).
+VARIANT_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+# A key prefix in the artifact bucket: path segments of safe characters, each ending in "/". No IAM
+# wildcard characters (* ?), since the prefixes are written into IAM resource ARNs and conditions.
+KEY_PREFIX = r"^([A-Za-z0-9_.-]+/)+$"
 # API Gateway REST integrations time out after 29 s
 # (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html).
 API_INTEGRATION_TIMEOUT_S = 29
@@ -22,4 +28,6 @@ EXPIRY_DAYS = (1, 3650)
 
 
 class Strict(BaseModel):
+    """A config section: an unknown key is an error (no typo passes silently), and a value read is never changed."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)

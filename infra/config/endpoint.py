@@ -15,13 +15,10 @@ from pydantic import Field, model_validator
 from infra.catalog import compute_profiles
 from infra.catalog import sagemaker_api as api
 from infra.catalog.compute_profiles import HOURS_PER_MONTH, Compute
-from infra.config.base import EXPIRY_DAYS, LogRetentionDays, Strict
+from infra.config.base import EXPIRY_DAYS, KEY_PREFIX, ROLE_ARN, VARIANT_NAME, LogRetentionDays, Strict
 from infra.config.model import HubModel, ModelSource
 
-VARIANT_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 ENDPOINT_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
-KEY_PREFIX = r"^([A-Za-z0-9_.-]+/)+$"
-ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]+$"
 # Deployment guardrails watch at most 10 alarms, and sagebert gives each production variant two (5XX errors
 # and model latency): at most 5 production variants.
 MAX_VARIANTS = 5

@@ -10,10 +10,10 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from infra.catalog import images as image_catalog
-from infra.config.base import Strict as _Strict
+from infra.config.base import Strict
 
 
-class ContainerSettings(_Strict):
+class ContainerSettings(Strict):
     """Which Hugging Face inference container (DLC) serves the model."""
 
     transformers_version: str = Field(
@@ -31,7 +31,7 @@ class ContainerSettings(_Strict):
         return self
 
 
-class BundledModel(_Strict):
+class BundledModel(Strict):
     """The model archive that `make package` builds from the project's own model folder."""
 
     source: Literal["bundled"] = Field(description="Model data comes from a local archive.")
@@ -52,7 +52,7 @@ class BundledModel(_Strict):
     container: ContainerSettings = Field(default_factory=ContainerSettings)
 
 
-class S3Model(_Strict):
+class S3Model(Strict):
     """A model.tar.gz already in S3, e.g. written by a training job or a release pipeline."""
 
     source: Literal["s3"] = Field(description="Model data is an existing S3 object.")
@@ -72,7 +72,7 @@ class S3Model(_Strict):
     container: ContainerSettings = Field(default_factory=ContainerSettings)
 
 
-class HubModel(_Strict):
+class HubModel(Strict):
     """A Hugging Face Hub model id: the container downloads it at every start-up."""
 
     source: Literal["hub"] = Field(description="The container downloads the model from the Hub.")

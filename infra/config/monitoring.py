@@ -1,9 +1,7 @@
 """Typed settings of a stage's `monitoring:` section: the CloudWatch dashboard and the alarm thresholds.
 
-Kept apart from infra/config/stage.py (which imports it for StageConfig.monitoring) so the monitoring schema can
-grow without touching the rest of the stage schema. It must not import infra.config.stage (that would be a cycle),
-so it repeats the two small things it shares with it: the strict base model and the e-mail pattern; a unit
-test keeps them equal.
+infra/config/stage.py composes it into StageConfig.monitoring; like every section it stands on the strict base
+and shared patterns in infra/config/base.py and must not import infra.config.stage (that would be a cycle).
 
 Every threshold is compared with one CloudWatch datapoint per `period_s`; an alarm fires when
 `datapoints_to_alarm` of the last `evaluation_periods` datapoints breach it (except the batch alarm, which
@@ -14,8 +12,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from infra.config.base import API_INTEGRATION_TIMEOUT_S, EMAIL
-from infra.config.base import Strict as _Strict
+from infra.config.base import API_INTEGRATION_TIMEOUT_S, EMAIL, Strict
 
 # CloudWatch: an alarm on metrics with periods of a minute or more may look back at most one day
 # (evaluation_periods * period). https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html
@@ -29,7 +26,7 @@ MODEL_LATENCY_MAX_MS = 60_000
 MAX_GPUS = 8
 
 
-class MonitoringSettings(_Strict):
+class MonitoringSettings(Strict):
     """One CloudWatch dashboard for the stage and alarms that notify one KMS-encrypted SNS topic."""
 
     period_s: int = Field(

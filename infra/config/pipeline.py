@@ -16,9 +16,9 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from infra.config.base import EMAIL, Strict
-from infra.config.stage import STAGE_NAME, ConfigError, StageConfig, _walk
+from infra.config.errors import ConfigError, field_doc, walk
+from infra.config.stage import PIPELINE_FILE, STAGE_NAME, StageConfig
 
-PIPELINE_FILE = "pipeline.yaml"
 # GitHub's owner and repository names: letters, digits, '-', '_' and '.'.
 REPOSITORY = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"
 # A git branch name of safe characters, not starting with '-' (git check-ref-format's other rules, which
@@ -151,10 +151,8 @@ def load_pipeline_config(config_dir: Path, stages: dict[str, StageConfig]) -> Pi
 
 def _describe(error: Any) -> str:
     """One line per pydantic error: key, bad value, what is allowed (as infra.config.stage does for stages)."""
-    owner, parts = _walk(PipelineConfig, error["loc"])
-    key = ".".join(parts) or "(top level)"
-    field = owner.model_fields.get(parts[-1]) if owner is not None and parts else None
-    doc = f"({field.description})" if field is not None and field.description else ""
+    key = ".".join(walk(PipelineConfig, error["loc"])[1]) or "(top level)"
+    doc = field_doc(PipelineConfig, error["loc"])
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key (value {error['input']!r}); allowed keys: {', '.join(PipelineConfig.model_fields)}."
     if error["type"] == "value_error":

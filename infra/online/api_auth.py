@@ -14,7 +14,7 @@ from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cognito as cognito
 from constructs import Construct, IConstruct
 
-from infra.config.stage import ApiSettings
+from infra.config.api import ApiSettings
 from infra.operations.compliance import acknowledge
 
 

@@ -13,7 +13,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from infra.config.stage import WafSettings
+from infra.config.api import WafSettings
 from infra.operations.key_policies import allow_cloudwatch_logs
 
 # WAF logs carry request headers: these hold credentials and are redacted.

@@ -21,7 +21,7 @@ from constructs import Construct
 
 from infra.catalog.powertools import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_REGIONS
 from infra.catalog.regions import require_region
-from infra.config.stage import ApiSettings
+from infra.config.api import ApiSettings
 from infra.online.realtime_endpoint import RealtimeEndpoint
 from infra.operations.compliance import acknowledge
 from infra.operations.key_policies import allow_cloudwatch_logs

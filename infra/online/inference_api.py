@@ -23,7 +23,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from infra.config.stage import ApiSettings
+from infra.config.api import ApiSettings
 from infra.online.api_auth import ApiAuth
 from infra.online.api_firewall import ApiFirewall
 from infra.online.front_door_function import FrontDoorFunction

@@ -20,13 +20,13 @@ from infra.config.endpoint import EndpointSettings
 from infra.operations.compliance import acknowledge
 from infra.operations.key_policies import allow_cloudwatch_logs
 from infra.operations.log_retention import RETENTION
-from infra.release.hugging_face_model import endpoint_log_group_name
+from infra.release.hugging_face_model import ENDPOINT_METRIC_NAMESPACE, endpoint_log_group_name
 
 # SageMaker publishes invocation metrics (EndpointName, VariantName) and, for instance-backed variants,
-# instance metrics (CPU, memory, disk, GPU) under these namespaces.
+# instance metrics (CPU, memory, disk, GPU) under ENDPOINT_METRIC_NAMESPACE (kept with the execution role that may
+# publish there).
 # https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html
 ENDPOINT_NAMESPACE = "AWS/SageMaker"
-INSTANCE_NAMESPACE = "/aws/sagemaker/Endpoints"
 # ModelLatency and OverheadLatency are published in microseconds.
 MICROSECONDS_PER_MS = 1000
 
@@ -357,7 +357,7 @@ class RealtimeEndpoint(Construct):
         if variant is not None:
             dimensions["VariantName"] = variant
         return cloudwatch.Metric(
-            namespace=INSTANCE_NAMESPACE if instance else ENDPOINT_NAMESPACE,
+            namespace=ENDPOINT_METRIC_NAMESPACE if instance else ENDPOINT_NAMESPACE,
             metric_name=name,
             dimensions_map=dimensions,
             statistic=statistic,

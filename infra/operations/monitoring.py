@@ -21,7 +21,9 @@ from constructs import Construct
 
 from infra.batch.transform_schedule import BatchTransformSchedule
 from infra.catalog import compute_profiles
+from infra.config.base import API_INTEGRATION_TIMEOUT_S
 from infra.config.monitoring import MonitoringSettings
+from infra.config.stage import STAGE_PREFIX
 from infra.online.inference_api import InferenceApi
 from infra.online.realtime_endpoint import MICROSECONDS_PER_MS, RealtimeEndpoint
 from infra.operations.key_policies import allow_cloudwatch_alarms
@@ -129,7 +131,7 @@ class Monitoring(Construct):
                 "Dashboard",
                 # Dashboard names are unique per account, not per region: the region keeps two deployments of
                 # one stage apart.
-                dashboard_name=f"SageBert-{stage_name}-{Aws.REGION}",
+                dashboard_name=f"{STAGE_PREFIX}{stage_name}-{Aws.REGION}",
                 default_interval=Duration.hours(6),
                 widgets=rows,
             )
@@ -246,7 +248,8 @@ class Monitoring(Construct):
         return self._row(
             "### API\nRequests through API Gateway. **Healthy:** 5XX near 0 %, 4XX low and steady, p99 well under "
             "its line. **Unhealthy:** 5XX above its line (the model, the Lambda or API Gateway failing), a 4XX "
-            "jump (a client sending bad requests, auth failing, or 429 throttling), p99 climbing toward 29 s.",
+            "jump (a client sending bad requests, auth failing, or 429 throttling), p99 climbing toward "
+            f"{API_INTEGRATION_TIMEOUT_S} s.",
             _Graph("API requests (count)", "requests", [requests, client_errors, server_errors]),
             _Graph(
                 "API error rates (%)",

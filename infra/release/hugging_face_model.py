@@ -29,7 +29,9 @@ ENDPOINT_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
 TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"
 # CloudWatch namespaces of the instance metrics the container publishes as the execution role.
 # https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html
-METRIC_NAMESPACES = ("/aws/sagemaker/Endpoints", "/aws/sagemaker/TransformJobs")
+ENDPOINT_METRIC_NAMESPACE = "/aws/sagemaker/Endpoints"
+TRANSFORM_METRIC_NAMESPACE = "/aws/sagemaker/TransformJobs"
+METRIC_NAMESPACES = (ENDPOINT_METRIC_NAMESPACE, TRANSFORM_METRIC_NAMESPACE)
 
 
 def _check_packaged_runtime(artifact: Path, source: BundledModel, runtime: str | None) -> None:

@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from infra.config.batch import TRANSFORM_MAX_PAYLOAD_MB
 from sagebert.bench.model_server import stock_archive
 from sagebert.local.batch import JSONL, run
 from sagebert.local.serve import LocalEndpoint
@@ -56,7 +57,7 @@ def main(count: int, port: int) -> int:
                 strategy="SingleRecord" if stock else "MultiRecord",
                 content_type="application/json" if stock else JSONL,
                 concurrency=2,
-                max_payload_mb=6.0 if stock else MAX_PAYLOAD_MB,
+                max_payload_mb=float(TRANSFORM_MAX_PAYLOAD_MB) if stock else MAX_PAYLOAD_MB,
             )
         if manifest.status != "succeeded":
             print(f"error: {name}: {manifest.reason}")

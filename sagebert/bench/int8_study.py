@@ -84,7 +84,7 @@ def _onnx_runner(graph: Path, model_dir: Path, threads: int) -> Any:
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tokenizer.enable_truncation(512)
+    tokenizer.enable_truncation(quantize.MAX_TOKENS)
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
@@ -123,7 +123,7 @@ def bf16_probabilities(model_dir: Path, texts: list[str], threads: int) -> tuple
     ).eval()
 
     def run(text: str) -> Any:
-        encoded = tokenizer([text], truncation=True, max_length=512, return_tensors="pt")
+        encoded = tokenizer([text], truncation=True, max_length=quantize.MAX_TOKENS, return_tensors="pt")
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
             return model(**encoded).logits.float()
 
@@ -165,7 +165,7 @@ def main(
         from tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        tokenizer.enable_truncation(512)
+        tokenizer.enable_truncation(quantize.MAX_TOKENS)
         measure = sensitivity_measure(model_dir, calibration)
 
         runners: list[Any] = []

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from sagebert import cpu
+from sagebert.release.quantize import MAX_TOKENS
 from sagebert.tables import columns
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -87,7 +88,7 @@ def _worker(contender: str, model_dir: Path, threads: int, iterations: int, budg
         load = time.perf_counter() - load_started
 
         def predict(batch: list[str]) -> Any:
-            return classifier(batch, truncation=True, max_length=512)
+            return classifier(batch, truncation=True, max_length=MAX_TOKENS)
 
         tokens = len(classifier.tokenizer(SHORT)["input_ids"]), len(classifier.tokenizer(long_text)["input_ids"])
     else:

@@ -28,13 +28,11 @@ from infra.catalog import images as image_catalog
 from infra.catalog.images import Flavour
 from infra.catalog.powertools import POWERTOOLS_LAYER_PARAMETER
 from infra.config.model import ModelSource
-from infra.config.stage import StageConfig, load_stage_config
+from infra.config.stage import STAGE_PREFIX, StageConfig, load_stage_config, stage_files
 from sagebert.checks import deploy_gates
 from sagebert.tables import columns
 
 Verdict = Literal["PASS", "FAIL", "WARN", "SKIP"]
-# infra.stage.STAGE_PREFIX, spelled here because importing infra.stage loads the CDK (a test keeps them equal).
-STAGE_PREFIX = "SageBert-"
 # Lambda refuses to reserve concurrency that leaves fewer unreserved executions than this.
 # https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html
 LAMBDA_MIN_UNRESERVED = 100
@@ -290,7 +288,7 @@ def main(stage: str, config_dir: Path, region: str | None, outdir: Path) -> int:
 
     config_file = config_dir / f"{stage}.yaml"
     if not config_file.is_file():
-        stages = sorted(p.stem for p in config_dir.glob("*.yaml") if p.stem != "pipeline")
+        stages = [file.stem for file in stage_files(config_dir)]
         print(f"error: {config_file} not found; stages: {stages}.", file=sys.stderr)
         return 2
     config = load_stage_config(config_file)

@@ -24,15 +24,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.config.stage import BAD_LINES_VARIABLE, BatchSettings
+from infra.config.batch import (
+    BAD_LINES_VARIABLE,
+    TRANSFORM_INVOCATION_MAX_RETRIES,
+    TRANSFORM_INVOCATION_TIMEOUT_S,
+    TRANSFORM_MAX_PAYLOAD_MB,
+)
 from sagebert.local.serve import KeepAliveClient, LocalEndpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JSONL = "application/jsonlines"
 MB = 1024 * 1024  # SageMaker's MaxPayloadInMB counts MiB
-# A run here takes a transform job's defaults (the `batch:` section's): the same max payload, request timeout and
-# retries.
-JOB_DEFAULTS = BatchSettings()
+# A run here takes a transform job's defaults (infra/config/batch.py's TRANSFORM_*, the `batch:` section's
+# defaults): the same max payload, request timeout and retries.
 
 
 class BatchError(Exception):
@@ -47,7 +51,7 @@ class Manifest:
     status: str = "running"
     reason: str = ""
     strategy: str = "MultiRecord"
-    max_payload_mb: float = JOB_DEFAULTS.max_payload_mb
+    max_payload_mb: float = float(TRANSFORM_MAX_PAYLOAD_MB)
     input_records: int = 0
     output_records: int = 0
     error_records: int = 0
@@ -123,10 +127,10 @@ def run(
     *,
     strategy: str = "MultiRecord",
     content_type: str = JSONL,
-    max_payload_mb: float = JOB_DEFAULTS.max_payload_mb,
+    max_payload_mb: float = float(TRANSFORM_MAX_PAYLOAD_MB),
     concurrency: int = 2,
-    timeout_s: float = JOB_DEFAULTS.invocation_timeout_s,
-    retries: int = JOB_DEFAULTS.invocation_max_retries,
+    timeout_s: float = float(TRANSFORM_INVOCATION_TIMEOUT_S),
+    retries: int = TRANSFORM_INVOCATION_MAX_RETRIES,
     progress: bool = True,
 ) -> Manifest:
     """One run over a started endpoint; returns (and writes) its manifest."""

@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from infra.config.base import API_INTEGRATION_TIMEOUT_S
 from sagebert import use_lambda_code_root
 from sagebert.local.lifeline import ensure_free, guard, stop_guard
 from sagebert.local.serve import wait_healthy
@@ -37,7 +38,7 @@ PREDICT, HEALTH = "/v1/predict", "/v1/health"
 class LocalContext:
     """The attributes of Lambda's context object that the handler and Powertools read."""
 
-    def __init__(self, request_id: str, timeout_s: float = 29.0) -> None:
+    def __init__(self, request_id: str, timeout_s: float = API_INTEGRATION_TIMEOUT_S) -> None:
         self.function_name = "sagebert-front-door-local"
         self.function_version = "$LATEST"
         self.invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:sagebert-front-door-local"

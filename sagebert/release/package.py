@@ -166,7 +166,11 @@ def reference_probabilities(model_dir: Path, texts: list[str]) -> Any:
     with torch.inference_mode():
         for start in range(0, len(texts), 32):
             encoded = tokenizer(
-                texts[start : start + 32], padding="longest", truncation=True, max_length=512, return_tensors="pt"
+                texts[start : start + 32],
+                padding="longest",
+                truncation=True,
+                max_length=quantize.MAX_TOKENS,
+                return_tensors="pt",
             )
             rows.append(torch.softmax(model(**encoded).logits.float(), dim=-1).numpy())
     import numpy as np
@@ -180,7 +184,7 @@ def onnx_probabilities(graph: Path, model_dir: Path, texts: list[str]) -> Any:
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tokenizer.enable_truncation(512)
+    tokenizer.enable_truncation(quantize.MAX_TOKENS)
     session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
     rows = []
     for text in texts:  # one at a time, unpadded: exactly how the handler serves single requests

@@ -33,6 +33,10 @@ from typing import Any
 import numpy as np
 
 QUANTIZED_OPS = ("MatMul", "Attention")
+# The handler truncates a text at this many tokens (model_code/inference.py's MAX_TOKENS, a copy since the
+# handler's module is not imported here; a test keeps them equal): the agreement checks, the int8 study and
+# the benchmarks tokenize as it serves.
+MAX_TOKENS = 512
 # What each projection of a fused encoder layer is called in a recipe, from its node's name.
 ROLES = ("qkv", "attention-out", "ffn-in", "ffn-out")
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.config.stage import StageConfig, TrainingSettings
+from infra.config.stage import StageConfig
+from infra.config.training import TrainingSettings
 from sagebert.release.archive import MODEL_CODE, MODEL_FILES, bundled_model_dir, write_tar_gz
 from sagebert.report.catalog import import_sdk
 

@@ -28,7 +28,7 @@ from infra.catalog.compute_profiles import HOURS_PER_MONTH, SERVERLESS_MAX_CONCU
 from infra.catalog.prices import PriceTable
 from infra.catalog.prices import load as load_prices
 from infra.config.endpoint import ServerlessSettings
-from infra.config.stage import StageConfig, load_all
+from infra.config.stage import STAGE_PREFIX, StageConfig, load_all
 from sagebert.tables import columns
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -51,9 +51,9 @@ BATCH_MINIMUM_BILLED_S = 60
 # The memory the comparison assumes for a stage that is not serverless: the serverless section's default. The
 # model server with the int8 archive peaked at ~1.2 GB resident (make bench), so 2048 MB leaves room.
 DEFAULT_SERVERLESS_MEMORY_MB = ServerlessSettings().memory_mb
-DEFAULT_LAMBDA_MEMORY_MB = 512
-# The instance type the comparison prices real time and batch on when the stage has none (serverless).
-DEFAULT_CPU_INSTANCE = "ml.c6i.large"
+# The instance type the comparison prices real time and batch on when the stage has none (serverless): the cpu
+# profile's default.
+DEFAULT_CPU_INSTANCE = compute_profiles.PROFILES["cpu"].default_instance_type
 # A month of requests needs this many GB of payload per KB per request (1 GB = 1024 * 1024 KB).
 KB_PER_GB = 1024 * 1024
 
@@ -796,8 +796,9 @@ def _compare(
         )
     )
     _compare_families(report, rt_type, prices, unit, measured)
-    gpu_type = rt_type if accelerated(rt_type) == "gpu" else "ml.g4dn.xlarge"
-    inf_type = rt_type if accelerated(rt_type) == "inferentia" else "ml.inf2.xlarge"
+    defaults = {name: entry.default_instance_type for name, entry in compute_profiles.PROFILES.items()}
+    gpu_type = rt_type if accelerated(rt_type) == "gpu" else defaults["gpu"]
+    inf_type = rt_type if accelerated(rt_type) == "inferentia" else defaults["inferentia"]
     for profile, kind in (("gpu", gpu_type), ("inferentia", inf_type)):
         report.per_million.append(
             PerMillion(
@@ -846,7 +847,7 @@ def render(reports: list[StageReport], prices: PriceTable) -> str:
         "S3 and data transfer not included.",
     ]
     for r in reports:
-        lines += ["", f"SageBert-{r.stage}: {r.summary}"]
+        lines += ["", f"{STAGE_PREFIX}{r.stage}: {r.summary}"]
         rows = [("line item", "quantity", "unit price", "monthly USD")]
         rows += [(i.item, i.quantity, i.unit_price, _usd(i.monthly_low, i.monthly_high)) for i in r.items]
         rows.append(("total", "", "", _usd(r.total_low, r.total_high)))

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from infra.config.stage import StageConfig, load_stage_config
-from infra.stage import STAGE_PREFIX
+from infra.config.stage import STAGE_PREFIX, StageConfig, load_stage_config
 
 STAGE_VARIABLE = "SAGEBERT_DEPLOYED_STAGE"
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"

@@ -40,8 +40,8 @@ from infra.batch.manifest import MANIFEST_HANDLER
 from infra.batch.state_machine import THROTTLING_ERRORS
 from infra.batch.transform_schedule import BatchTransformSchedule
 from infra.catalog.images import find
+from infra.config.batch import BatchSettings
 from infra.config.model import S3Model
-from infra.config.stage import BatchSettings
 from infra.operations.compliance import nag_spelling
 from infra.release.hugging_face_model import HuggingFaceModel, ModelLogs
 

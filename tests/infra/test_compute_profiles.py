@@ -17,7 +17,8 @@ from aws_cdk import App
 from aws_cdk.cx_api import CloudAssembly
 
 from app import ROOT, build_app, feature_flags, project_files
-from infra.config.stage import ConfigError, load_stage_config
+from infra.config.errors import ConfigError
+from infra.config.stage import load_stage_config
 from infra.stage import SageBertStage
 from sagebert.report import synth as synth_report
 

@@ -20,7 +20,6 @@ from infra.catalog import images as image_catalog
 from infra.catalog.powertools import POWERTOOLS_REGIONS
 from infra.config.model import BundledModel
 from infra.release.hugging_face_model import HuggingFaceModel, ModelLogs
-from infra.stage import STAGE_PREFIX
 from sagebert.checks import deploy_gates, preflight
 
 Templates = dict[str, dict[str, dict[str, Any]]]
@@ -184,7 +183,6 @@ def test_an_instance_type_change_under_autoscaling_takes_two_deploys(tmp_path: P
         )
         check = preflight.check_update_path(cloudformation, "prod", tmp_path / "direct" / "out")
     assert check.verdict == "FAIL" and "two steps" in check.detail
-    assert preflight.STAGE_PREFIX == STAGE_PREFIX
     # Step 1: autoscaling removed, instance type kept: the endpoint config keeps its instance type.
     step1 = synth_stages(tmp_path / "step1", _prod_type("ml.c6i.xlarge", autoscaling=False), only=("prod",))
     assert deploy_gates.stuck_scaling_updates(before, step1["SageBert-prod"]) == []

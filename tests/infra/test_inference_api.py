@@ -18,16 +18,20 @@ from pydantic import ValidationError
 
 from app import feature_flags, project_files
 from infra.catalog.powertools import POWERTOOLS_VERSION
+from infra.config.api import ApiSettings, WafSettings
+from infra.config.base import LOG_RETENTION_DAYS
 from infra.config.endpoint import EndpointSettings
-from infra.config.stage import LOG_RETENTION_DAYS, ApiSettings, WafSettings
 from infra.online.api_auth import ApiAuth
 from infra.online.api_firewall import ApiFirewall
 from infra.online.front_door_function import FrontDoorFunction
 from infra.online.inference_api import (
     ACCESS_LOG_FIELDS,
     GATEWAY_RESPONSES,
+    HEALTH_PATH,
+    PREDICT_PATH,
     REQUEST_SCHEMA,
     RETENTION,
+    STAGE_NAME,
     InferenceApi,
     SchemaError,
     to_json_schema,
@@ -303,6 +307,55 @@ def test_optional_environment_is_absent_by_default() -> None:
     assert "ReservedConcurrentExecutions" not in function
     assert function["Timeout"] == 21  # ceil(2 * (2 + 8) + 1)
     assert not {"SAGEBERT_TARGET_VARIANT", "SAGEBERT_CORS_ALLOW_ORIGINS"} & set(function["Environment"]["Variables"])
+
+
+def test_the_front_door_reads_back_what_the_stack_sets() -> None:
+    # infra/ and lambdas/ may not import each other: the variable names and their formatting live in both.
+    from front_door.settings import Settings
+
+    settings = ApiSettings.model_validate(
+        {
+            "read_timeout_s": 4.5,
+            "connect_timeout_s": 1.5,
+            "max_attempts": 3,
+            "max_body_bytes": 4096,
+            "cors_allow_origins": ["https://a.example", "http://localhost:3000"],
+            "target_variant": "AllTraffic",
+            "tracing": False,
+        }
+    )
+    function = only(template(**settings.model_dump()), "AWS::Lambda::Function")
+    read = Settings.from_env(function["Environment"]["Variables"])
+    assert read == Settings(
+        endpoint_name="sagebert-test",
+        target_variant=settings.target_variant,
+        read_timeout_s=settings.read_timeout_s,
+        connect_timeout_s=settings.connect_timeout_s,
+        max_attempts=settings.max_attempts,
+        max_body_bytes=settings.max_body_bytes,
+        cors_allow_origins=tuple(settings.cors_allow_origins),
+        tracing=settings.tracing,
+    )
+
+
+def test_the_local_front_door_and_the_openapi_document_use_the_deployed_names() -> None:
+    # `make serve` and `make openapi` do not load CDK to read these from the construct; the construct is the
+    # reference.
+    from sagebert.local import front_door as local_front_door
+    from sagebert.report.openapi import document
+
+    deployed = only(template(), "AWS::Lambda::Function")["Environment"]["Variables"]
+    local = local_front_door.handler_environment("http://127.0.0.1:9", "sagebert-test")
+    for name in ("SAGEBERT_ENDPOINT_NAME", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):
+        assert local[name] == deployed[name], name
+    assert (local_front_door.PREDICT, local_front_door.HEALTH, local_front_door.STAGE) == (
+        PREDICT_PATH,
+        HEALTH_PATH,
+        STAGE_NAME,
+    )
+    openapi = document()
+    assert set(openapi["paths"]) == {PREDICT_PATH, HEALTH_PATH}
+    assert all(server["url"].endswith(f"/{STAGE_NAME}") for server in openapi["servers"])
 
 
 def test_function_may_invoke_only_this_endpoint() -> None:

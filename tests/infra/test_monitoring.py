@@ -17,9 +17,10 @@ from aws_cdk.assertions import Match, Template
 
 from app import build_app, feature_flags, project_files
 from infra.batch.transform_schedule import BatchTransformSchedule
+from infra.config.api import ApiSettings
+from infra.config.batch import BatchSettings
 from infra.config.endpoint import EndpointSettings
 from infra.config.monitoring import MonitoringSettings
-from infra.config.stage import ApiSettings, BatchSettings
 from infra.online.inference_api import InferenceApi
 from infra.online.realtime_endpoint import RealtimeEndpoint, VariantModel
 from infra.operations.compliance import nag_spelling

@@ -16,8 +16,9 @@ from aws_cdk import App
 from aws_cdk.cx_api import CloudAssembly
 
 from app import ROOT, build_app, feature_flags, project_files
+from infra.config.errors import ConfigError
 from infra.config.pipeline import PipelineConfig, load_pipeline_config
-from infra.config.stage import ConfigError, StageConfig, load_all
+from infra.config.stage import StageConfig, load_all
 from infra.pipeline import PIPELINE_STACK, PipelineStack, smoke_role_name, smoke_runner_role_name
 from sagebert.report import synth as synth_report
 

@@ -21,7 +21,7 @@ from batch_manifest import manifest as lambda_manifest
 
 from infra.batch.manifest import MANIFEST_NAME
 from infra.batch.state_machine import transform_arguments
-from infra.config.stage import BAD_LINES_VARIABLE, BatchSettings
+from infra.config.batch import BAD_LINES_VARIABLE, BatchSettings
 from sagebert.__main__ import main as cli
 from sagebert.local import batch as local_batch
 

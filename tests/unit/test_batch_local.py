@@ -27,3 +27,16 @@ def test_records_are_lines_split_at_newline_only(tmp_path: Path) -> None:
     assert read_records(path) == ['"a\u2028b"'.encode(), b'"c"', b"", b'"d"']
     path.write_bytes(b"")
     assert read_records(path) == []
+
+
+def test_batch_local_runs_with_a_transform_jobs_default_payload(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The CLI stays free of the config schema (the pipeline's smoke step runs it with botocore alone), so it
+    # states the default itself; this keeps it the transform job's.
+    from infra.config.batch import TRANSFORM_MAX_PAYLOAD_MB
+    from sagebert import __main__ as cli
+    from sagebert.local import batch
+
+    passed: dict[str, object] = {}
+    monkeypatch.setattr(batch, "main", lambda *args, **kwargs: passed.update(kwargs) or 0)
+    assert cli.main(["batch-local", "--input", "in.jsonl", "--output", "out.jsonl"]) == 0
+    assert passed["max_payload_mb"] == TRANSFORM_MAX_PAYLOAD_MB

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from infra.config.errors import ConfigError
 from infra.config.model import BundledModel, HubModel, S3Model
-from infra.config.stage import ConfigError, load_all, load_stage_config
+from infra.config.stage import load_all, load_stage_config
 
 
 def write(tmp_path: Path, text: str, name: str = "dev.yaml") -> Path:

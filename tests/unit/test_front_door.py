@@ -381,7 +381,7 @@ def test_the_front_doors_budget_and_defaults_are_the_configs() -> None:
     # infra/ and lambdas/ may not import each other: the numbers live in both, this keeps them equal.
     from front_door.settings import API_GATEWAY_BUDGET_S
 
-    from infra.config.stage import LAMBDA_BUDGET_S, ApiSettings
+    from infra.config.api import LAMBDA_BUDGET_S, ApiSettings
 
     config, lambda_side = ApiSettings(), Settings(endpoint_name=ENDPOINT)
     assert API_GATEWAY_BUDGET_S == LAMBDA_BUDGET_S

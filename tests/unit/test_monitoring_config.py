@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from infra.config.errors import ConfigError
 from infra.config.monitoring import MonitoringSettings
-from infra.config.stage import ConfigError, load_all, load_stage_config
+from infra.config.stage import load_all, load_stage_config
 
 
 def error_for(tmp_path: Path, monitoring: str) -> str:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.config.stage import ConfigError, load_stage_config
+from infra.config.errors import ConfigError
+from infra.config.stage import load_stage_config
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 BEGIN, END = "<!-- rejected-combinations:begin -->", "<!-- rejected-combinations:end -->"

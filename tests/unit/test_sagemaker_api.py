@@ -11,6 +11,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from infra.catalog import sagemaker_api
+from infra.config.batch import BatchSettings
 from infra.config.endpoint import (
     AsyncSettings,
     DataCaptureSettings,
@@ -20,7 +21,7 @@ from infra.config.endpoint import (
     ShadowSettings,
     VariantSettings,
 )
-from infra.config.stage import BatchSettings, TrainingSettings
+from infra.config.training import TrainingSettings
 from sagebert.report import catalog
 
 # Config field -> the API member it is sent as.
@@ -75,7 +76,7 @@ def test_config_bounds_lie_within_the_api(model: type[BaseModel], field: str, me
 def test_every_api_range_is_bound_to_a_config_key() -> None:
     # The three not in BINDINGS are checked in their own terms: the transform environment's size (the config's
     # TRANSFORM_ENVIRONMENT_MAX), serverless memory (a list of choices) and the training time limit (minutes).
-    from infra.config.stage import TRANSFORM_ENVIRONMENT_MAX
+    from infra.config.batch import TRANSFORM_ENVIRONMENT_MAX
 
     assert TRANSFORM_ENVIRONMENT_MAX == sagemaker_api.maximum("CreateTransformJobRequest.Environment") == 16
     ge, _ = _bounds(TrainingSettings, "max_run_minutes")
