@@ -32,10 +32,7 @@ from sagebert.local.front_door import PREDICT, STAGE, LocalApi, LocalContext, ha
 from sagebert.local.serve import KeepAliveClient, LocalEndpoint
 
 TEXT = "The battery lasts two days and the screen is sharp, but the speaker crackles at full volume."
-INIT_PROBE = (
-    "import time; t = time.perf_counter(); import front_door.handler; "
-    "print(1000 * (time.perf_counter() - t))"
-)
+INIT_PROBE = "import time; t = time.perf_counter(); import front_door.handler; print(1000 * (time.perf_counter() - t))"
 # The floor: what any Python function that calls SageMaker pays at init: botocore and one client.
 FLOOR_PROBE = (
     "import sys, time; t = time.perf_counter(); import botocore.session; "
