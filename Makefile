@@ -32,6 +32,9 @@ $(shell mkdir -p build && printf '%s\n' $(SYNTH_FILES) > $(SYNTH_LIST).new && \
 SYNTH_INPUTS := $(SYNTH_FILES) $(SYNTH_LIST) $(ARTIFACT)
 ARTIFACT_INPUTS := $(DEMO)/config.json model_code/inference.py sagebert/release/package.py sagebert/release/quantize.py sagebert/release/archive.py $(DATA)/validation.jsonl $(DATA)/test.jsonl $(wildcard config/*.yaml)
 TRAIN_INPUTS := model_code/train.py $(DATA)/train.jsonl $(DATA)/validation.jsonl $(DATA)/test.jsonl
+# The import boundaries ([tool.importlinter] in pyproject.toml). lambdas/ is Lambda's code root: its packages are
+# top-level there. The graph is small, so no cache folder is kept.
+LINT_IMPORTS := PYTHONPATH=lambdas $(VENV)/bin/lint-imports --no-cache --no-logo
 
 .PHONY: help setup synth test train dataset package int8-study serve bench bench-api bench-batch batch-local cost openapi lint lock catalog clean
 
@@ -115,11 +118,13 @@ synth: $(SYNTH_STAMP) ## set up, build the default model archive, synthesize eve
 test: $(VENV_STAMP) $(NODE_STAMP) $(SERVE_STAMP) $(ARTIFACT) ## set up and run lint + the whole test suite
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(LINT_IMPORTS)
 	$(PY) -m pytest
 
-lint: $(VENV_STAMP) ## ruff + mypy only
+lint: $(VENV_STAMP) ## ruff + mypy + the import boundaries (lint-imports) only
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(LINT_IMPORTS)
 
 # Every pin carries the sha256 of each file it may install (--generate-hashes) and the installs above refuse anything
 # else (--require-hashes). Index and find-links settings stay in the pip configuration, never in the lock files.

@@ -7,8 +7,17 @@ import os
 import sys
 from pathlib import Path
 
+from sagebert import paths
+
 # Stdlib only, like this module: the pipeline's smoke step runs `python -m sagebert smoke` with botocore alone.
 from sagebert.local.smoke import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT_S
+
+
+def _code_root(folder: Path) -> None:
+    """Import from `folder` the way its runtime does: lambdas/ is Lambda's code root (its packages at the top
+    level: `front_door`, not `lambdas.front_door`), model_code/ the containers' (`inference`, `train`)."""
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 
 def _env_flag(name: str) -> bool:
@@ -24,13 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     archive.add_argument(
         "--model-dir", type=Path, default=None, help="model folder (default: the bundled all-MiniLM-L6-v2 weights)"
     )
-    archive.add_argument("--output", type=Path, default=Path("build/model.tar.gz"))
+    archive.add_argument("--output", type=Path, default=paths.ARTIFACT)
 
     package = commands.add_parser(
         "package", help="ONNX export, fusions, int8, agreement check and model.tar.gz with wheels (make package)"
     )
-    package.add_argument("--model-dir", type=Path, default=Path("build/demo-classifier"))
-    package.add_argument("--output", type=Path, default=Path("build/model.tar.gz"))
+    package.add_argument("--model-dir", type=Path, default=paths.DEMO_MODEL_DIR)
+    package.add_argument("--output", type=Path, default=paths.ARTIFACT)
     package.add_argument(
         "--check-set",
         type=Path,
@@ -82,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     study = commands.add_parser(
         "int8-study", help="int8 recipes (and bf16) against PyTorch fp32 on this CPU: table and JSON (make int8-study)"
     )
-    study.add_argument("--model-dir", type=Path, default=Path("build/demo-classifier"))
+    study.add_argument("--model-dir", type=Path, default=paths.DEMO_MODEL_DIR)
     study.add_argument("--threads", type=int, default=2, help="threads for every recipe (default 2)")
     study.add_argument("--iterations", type=int, default=30, help="timed calls per text length (default 30)")
     study.add_argument(
@@ -90,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     serve = commands.add_parser("serve", help="serve an archive on the real toolkit + model server at 127.0.0.1")
-    serve.add_argument("--archive", type=Path, default=Path("build/model.tar.gz"))
+    serve.add_argument("--archive", type=Path, default=paths.ARTIFACT)
     serve.add_argument("--port", type=int, default=8080, help="the front's port; the model server uses the next")
     serve.add_argument("--name", default="sagebert-local", help="endpoint name for /endpoints/{name}/invocations")
     serve.add_argument("--api-port", type=int, default=3000, help="the local front door's port (0: none)")
@@ -123,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "--input", type=Path, required=True, help='JSON Lines: one text per line (a JSON string or {"inputs": str})'
     )
     batch.add_argument("--output", type=Path, required=True, help="one answer per input line, in order")
-    batch.add_argument("--archive", type=Path, default=Path("build/model.tar.gz"))
+    batch.add_argument("--archive", type=Path, default=paths.ARTIFACT)
     batch.add_argument(
         "--max-payload-mb", type=float, default=6.0, help="MaxPayloadInMB of a MultiRecord request (default 6)"
     )
@@ -164,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--stage", help="with --remote: the stage whose config/<stage>.yaml has `training:`")
     train.add_argument("--dry-run", action="store_true", help="with --remote: print the request, call nothing")
     train.add_argument("--region", help="with --remote: overrides the stage's region")
-    train.add_argument("--config-dir", type=Path, default=Path("config"), help=argparse.SUPPRESS)
+    train.add_argument("--config-dir", type=Path, default=paths.CONFIG_DIR, help=argparse.SUPPRESS)
 
     commands.add_parser("dataset", help="rebuild data/sentiment/{train,validation,test}.jsonl from raw/")
 
@@ -198,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     cost.add_argument("--stage", help="only this stage (default: every config/*.yaml)")
     cost.add_argument("--json", type=Path, default=None, help="also write the report as JSON to this path")
-    cost.add_argument("--config-dir", type=Path, default=Path("config"), help=argparse.SUPPRESS)
+    cost.add_argument("--config-dir", type=Path, default=paths.CONFIG_DIR, help=argparse.SUPPRESS)
 
     preflight = commands.add_parser(
         "preflight",
@@ -207,16 +216,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     preflight.add_argument("--stage", required=True, help="the stage whose config/<stage>.yaml is checked")
     preflight.add_argument("--region", help="the target region (default: the stage's, else the configured one)")
-    preflight.add_argument("--outdir", type=Path, default=Path("cdk.out"), help="the synthesized app to compare")
-    preflight.add_argument("--config-dir", type=Path, default=Path("config"), help=argparse.SUPPRESS)
+    preflight.add_argument("--outdir", type=Path, default=paths.CDK_OUT, help="the synthesized app to compare")
+    preflight.add_argument("--config-dir", type=Path, default=paths.CONFIG_DIR, help=argparse.SUPPRESS)
 
     report = commands.add_parser("report", help="cfn-lint every synthesized template, print a per-stage summary")
-    report.add_argument("--outdir", type=Path, default=Path("cdk.out"))
-    report.add_argument("--config-dir", type=Path, default=Path("config"), help="stage files to match")
+    report.add_argument("--outdir", type=Path, default=paths.CDK_OUT)
+    report.add_argument("--config-dir", type=Path, default=paths.CONFIG_DIR, help="stage files to match")
 
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "train":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    _code_root(paths.LAMBDAS_DIR)  # the local front door, bench-api and openapi run lambdas/front_door
     try:
         if args.command == "archive":
             from sagebert.release import archive as archive_module
@@ -229,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             tolerance = package_module.Tolerance(
                 min_agreement=args.min_agreement, max_p99_gap=args.max_p99_gap, check_max_gap=args.check_max_gap
             )
-            runtimes = package_module.resolve_runtimes(args.runtimes, Path("config"))
+            runtimes = package_module.resolve_runtimes(args.runtimes, paths.CONFIG_DIR)
             return package_module.main(
                 args.model_dir,
                 args.output,
@@ -328,7 +338,7 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
         if args.stage or args.dry_run:
             print("error: --stage and --dry-run go with --remote.", file=sys.stderr)
             return 2
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "model_code"))
+        _code_root(paths.MODEL_CODE_DIR)
         import train as train_script  # model_code/train.py: the same script SageMaker runs
 
         result: int = train_script.main(extra)

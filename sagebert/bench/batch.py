@@ -18,42 +18,41 @@ Prints records/s and the ratio, and writes build/bench-batch/results.json.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from infra.config.batch import TRANSFORM_MAX_PAYLOAD_MB
+from sagebert import paths
 from sagebert.bench.model_server import stock_archive
 from sagebert.local.batch import JSONL, run
 from sagebert.local.serve import LocalEndpoint
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-OUT = REPO_ROOT / "build" / "bench-batch"
-DATA = REPO_ROOT / "data" / "sentiment"
 MAX_PAYLOAD_MB = 1 / 16  # 64 KB: about 800 short reviews per request
 
 
 def records(count: int) -> list[str]:
-    texts = [json.loads(line)["text"] for line in (DATA / "test.jsonl").read_text(encoding="utf-8").splitlines()]
+    lines = (paths.DATA_DIR / "test.jsonl").read_text(encoding="utf-8").splitlines()
+    texts = [json.loads(line)["text"] for line in lines]
     return [json.dumps({"inputs": texts[i % len(texts)]}) for i in range(count)]
 
 
 def main(count: int, port: int) -> int:
-    OUT.mkdir(parents=True, exist_ok=True)
-    source = OUT / "input.jsonl"
+    out = paths.BENCH_BATCH_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    source = out / "input.jsonl"
     source.write_text("\n".join(records(count)) + "\n", encoding="utf-8")
     archives = {
-        "stock (SingleRecord, JSON)": stock_archive(REPO_ROOT / "build" / "demo-classifier", OUT / "stock.tar.gz"),
-        "sagebert (MultiRecord, JSON Lines)": REPO_ROOT / "build" / "model.tar.gz",
+        "stock (SingleRecord, JSON)": stock_archive(paths.DEMO_MODEL_DIR, out / "stock.tar.gz"),
+        "sagebert (MultiRecord, JSON Lines)": paths.ARTIFACT,
     }
     results: dict[str, Any] = {"records": count}
     for name, archive in archives.items():
         stock = name.startswith("stock")
         print(f"==> {name}: {count} records", flush=True)
-        with LocalEndpoint(archive, port=port, name="bench-batch", state_dir=OUT / "serve") as endpoint:
+        with LocalEndpoint(archive, port=port, name="bench-batch", state_dir=out / "serve") as endpoint:
             manifest = run(
                 endpoint,
                 source,
-                OUT / f"output-{'stock' if stock else 'sagebert'}.jsonl",
+                out / f"output-{'stock' if stock else 'sagebert'}.jsonl",
                 strategy="SingleRecord" if stock else "MultiRecord",
                 content_type="application/json" if stock else JSONL,
                 concurrency=2,
@@ -79,6 +78,6 @@ def main(count: int, port: int) -> int:
     ratio = ours["records_per_s"] / stock_row["records_per_s"]
     results["ratio"] = ratio
     print(f"  sagebert / stock: x{ratio:.1f} (target x3)")
-    (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {(OUT / 'results.json').relative_to(REPO_ROOT)}")
+    paths.BENCH_BATCH_RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {paths.BENCH_BATCH_RESULTS.relative_to(paths.ROOT)}")
     return 0

@@ -26,18 +26,13 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-from sagebert import LAMBDA_ROOT, use_lambda_code_root
-from sagebert.bench.model_server import _p99
+from sagebert import paths
+from sagebert.bench.stats import p99
 from sagebert.local.front_door import PREDICT, STAGE, LocalApi, LocalContext, handler_environment, proxy_event
 from sagebert.local.serve import KeepAliveClient, LocalEndpoint
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-OUT = REPO_ROOT / "build" / "bench-api"
 TEXT = "The battery lasts two days and the screen is sharp, but the speaker crackles at full volume."
-INIT_PROBE = (
-    "import sys, time; sys.path.insert(0, sys.argv[1]); t = time.perf_counter(); import front_door.handler; "
-    "print(1000 * (time.perf_counter() - t))"
-)
+INIT_PROBE = "import time; t = time.perf_counter(); import front_door.handler; print(1000 * (time.perf_counter() - t))"
 # The floor: what any Python function that calls SageMaker pays at init: botocore and one client.
 FLOOR_PROBE = (
     "import sys, time; t = time.perf_counter(); import botocore.session; "
@@ -59,12 +54,14 @@ INIT_VARIANTS = (
 
 
 def cold_init_ms(runs: int, env: dict[str, str], probe: str = INIT_PROBE) -> list[float]:
-    """Handler module import time in `runs` fresh processes (bytecode of our own modules not cached)."""
+    """Handler module import time in `runs` fresh processes (bytecode of our own modules not cached), with
+    lambdas/ on the path as Lambda's code root."""
+    code_roots = os.pathsep.join(filter(None, [str(paths.LAMBDAS_DIR), os.environ.get("PYTHONPATH")]))
     times = []
     for _ in range(runs):
         done = subprocess.run(
-            [sys.executable, "-c", probe, str(LAMBDA_ROOT)],
-            env={**os.environ, **env, "PYTHONDONTWRITEBYTECODE": "1"},
+            [sys.executable, "-c", probe],
+            env={**os.environ, **env, "PYTHONPATH": code_roots, "PYTHONDONTWRITEBYTECODE": "1"},
             capture_output=True,
             text=True,
             check=True,
@@ -102,8 +99,7 @@ class _TimedClient:
 def handler_overhead_ms(endpoint: LocalEndpoint, iterations: int) -> dict[str, Any]:
     """Handler time minus InvokeEndpoint time, per request, for a short and a 64-text request."""
     os.environ.update(handler_environment(endpoint.url, endpoint.name, {"POWERTOOLS_METRICS_DISABLED": "false"}))
-    use_lambda_code_root()
-    import front_door.handler as handler
+    import front_door.handler as handler  # lambdas/ is on the path (the CLI entry puts it there)
 
     timed = _TimedClient(handler.client)
     handler.client = timed
@@ -132,7 +128,7 @@ def handler_overhead_ms(endpoint: LocalEndpoint, iterations: int) -> dict[str, A
                 overheads.append(total - timed.calls_ms[-1])
             results[name] = {
                 "overhead_p50_ms": statistics.median(overheads),
-                "overhead_p99_ms": _p99(overheads),
+                "overhead_p99_ms": p99(overheads),
                 "handler_p50_ms": statistics.median(totals),
             }
     finally:
@@ -169,7 +165,7 @@ def load(port: int, path: str, clients: int, duration_s: float) -> dict[str, Any
         "requests": len(every),
         "errors": sum(errors),
         "p50_ms": statistics.median(every),
-        "p99_ms": _p99(every),
+        "p99_ms": p99(every),
         "requests_s": len(every) / elapsed,
         "latencies_ms": every,
     }
@@ -256,17 +252,18 @@ def cold_init(runs: int) -> dict[str, Any]:
 
 
 def main(clients: int, duration_s: float, iterations: int, init_runs: int, port: int) -> int:
-    OUT.mkdir(parents=True, exist_ok=True)
+    out = paths.BENCH_API_DIR
+    out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"clients": clients, "duration_s": duration_s, "iterations": iterations}
     print(f"==> cold init: {init_runs} fresh processes per variant", flush=True)
     results["init_runs"] = init_runs
     results["cpu"] = cpu_model()
     results["cold_init_ms"] = cold_init(init_runs)
-    archive = REPO_ROOT / "build" / "model.tar.gz"
-    print(f"==> the model server with {archive.relative_to(REPO_ROOT)} and the local front door", flush=True)
-    with LocalEndpoint(archive, port=port, name="sagebert-bench", state_dir=OUT / "serve") as endpoint:
+    archive = paths.ARTIFACT
+    print(f"==> the model server with {archive.relative_to(paths.ROOT)} and the local front door", flush=True)
+    with LocalEndpoint(archive, port=port, name="sagebert-bench", state_dir=out / "serve") as endpoint:
         results["handler_overhead"] = handler_overhead_ms(endpoint, iterations)
-        api = LocalApi(port=port + 3, endpoint_url=endpoint.url, endpoint_name=endpoint.name, log_path=OUT / "api.log")
+        api = LocalApi(port=port + 3, endpoint_url=endpoint.url, endpoint_name=endpoint.name, log_path=out / "api.log")
         with api:
             results["load"] = {}
             for name, target_port, path in (
@@ -277,7 +274,8 @@ def main(clients: int, duration_s: float, iterations: int, init_runs: int, port:
                 results["load"][name] = load(target_port, path, clients, duration_s)
     print()
     print(render(results))
-    chart(results, OUT / "latency.png")
-    (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {(OUT / 'results.json').relative_to(REPO_ROOT)} and {(OUT / 'latency.png').relative_to(REPO_ROOT)}")
+    chart(results, out / "latency.png")
+    paths.BENCH_API_RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    shown = [path.relative_to(paths.ROOT) for path in (paths.BENCH_API_RESULTS, out / "latency.png")]
+    print(f"\nwrote {shown[0]} and {shown[1]}")
     return 0

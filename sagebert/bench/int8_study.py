@@ -22,14 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from sagebert import cpu
+from sagebert import cpu, paths
 from sagebert.release import quantize
 from sagebert.release.package import FP32_GRAPH, export_onnx, onnx_probabilities, optimize, reference_probabilities
 from sagebert.tables import columns
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA = REPO_ROOT / "data" / "sentiment"
-OUT = REPO_ROOT / "build" / "int8-study"
 SHORT = "The hotel staff were friendly and the room was spotless, but breakfast ended far too early for us."
 
 ATTENTION, FFN = ("qkv", "attention-out"), ("ffn-in", "ffn-out")
@@ -47,7 +44,8 @@ RECIPES = (
 
 
 def _texts(name: str) -> list[dict[str, str]]:
-    return [json.loads(line) for line in (DATA / f"{name}.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    lines = (paths.DATA_DIR / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line]
 
 
 def _gaps(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
@@ -138,7 +136,7 @@ def main(
     calibration_size: int,
     recipes: tuple[quantize.Recipe, ...] = RECIPES,
     bf16: bool = True,
-    out: Path = OUT,
+    out: Path = paths.INT8_STUDY_DIR,
 ) -> int:
     out.mkdir(parents=True, exist_ok=True)
     machine = cpu.describe()

@@ -39,12 +39,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sagebert import cpu
+from sagebert import cpu, paths
+from sagebert.bench.stats import p99
 from sagebert.release.quantize import MAX_TOKENS
 from sagebert.tables import columns
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-OUT = REPO_ROOT / "build" / "bench"
 CONTENDERS = ("stock", "torch", "onnx-fp32", "onnx-int8")
 # Through the server, int8 once more with the latency layout: one model-server worker with every
 # core's thread (endpoint `threads_per_worker` = the cores), instead of the toolkit's one
@@ -74,7 +73,7 @@ def _worker(contender: str, model_dir: Path, threads: int, iterations: int, budg
     started = time.perf_counter()
     texts = [
         json.loads(line)["text"]
-        for line in (REPO_ROOT / "data" / "sentiment" / "validation.jsonl").read_text(encoding="utf-8").splitlines()
+        for line in (paths.DATA_DIR / "validation.jsonl").read_text(encoding="utf-8").splitlines()
     ]
     long_text = " ".join(LONG_SENTENCES)
     if contender == "stock":
@@ -94,8 +93,7 @@ def _worker(contender: str, model_dir: Path, threads: int, iterations: int, budg
     else:
         os.environ["SAGEBERT_RUNTIME"] = contender
         os.environ["SAGEBERT_THREADS"] = str(threads)
-        sys.path.insert(0, str(REPO_ROOT / "model_code"))
-        import inference
+        import inference  # model_code/, the container's code root, is on this worker's PYTHONPATH
 
         load_started = time.perf_counter()
         model = inference.model_fn(str(model_dir))
@@ -279,7 +277,7 @@ def _server_view(
                         archive,
                         port=port + 10 * index,
                         name="bench",
-                        state_dir=OUT / f"serve-{name.replace(' ', '-')}",
+                        state_dir=paths.BENCH_DIR / f"serve-{name.replace(' ', '-')}",
                         environment=_server_environment(name),
                     )
                 )
@@ -351,18 +349,14 @@ def _summary(
         "cold_start_s": cold,
         "model_fn_s": model_fn,
         "short_p50_ms": statistics.median(short),
-        "short_p99_ms": _p99(short),
+        "short_p99_ms": p99(short),
         "long_p50_ms": statistics.median(long_),
-        "long_p99_ms": _p99(long_),
+        "long_p99_ms": p99(long_),
         "samples": len(short),
         "throughput_texts_s": throughput,
         "peak_rss_mb": memory_mb,
         **extra,
     }
-
-
-def _p99(values: list[float]) -> float:
-    return sorted(values)[max(0, int(len(values) * 0.99) - 1)]
 
 
 def flop_floor_ms(tokens: int, config: dict[str, Any], threads: int, machine: dict[str, Any]) -> dict[str, float]:
@@ -481,31 +475,31 @@ def chart(results: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(threads: int, iterations: int, budget_s: float, port: int = 23000) -> int:
-    archive = REPO_ROOT / "build" / "model.tar.gz"
-    demo = REPO_ROOT / "build" / "demo-classifier"
+    archive = paths.ARTIFACT
+    demo = paths.DEMO_MODEL_DIR
     if not archive.is_file() or not demo.is_dir():
         print(f"{archive} or {demo} not found; run `make package` first.", file=sys.stderr)
         return 1
-    OUT.mkdir(parents=True, exist_ok=True)
+    paths.BENCH_DIR.mkdir(parents=True, exist_ok=True)
     machine = cpu.describe()
     print(f"CPU: {cpu.summary(machine)}", flush=True)
-    model_dir = OUT / "model"
+    model_dir = paths.BENCH_DIR / "model"
     if not (model_dir / "model.int8.onnx").is_file() or model_dir.stat().st_mtime < archive.stat().st_mtime:
         model_dir.mkdir(parents=True, exist_ok=True)
         with tarfile.open(archive) as tar:
             tar.extractall(model_dir, filter="data")
     texts = [
         json.loads(line)["text"]
-        for line in (REPO_ROOT / "data" / "sentiment" / "validation.jsonl").read_text(encoding="utf-8").splitlines()
+        for line in (paths.DATA_DIR / "validation.jsonl").read_text(encoding="utf-8").splitlines()
     ]
-    stock_archive_path = stock_archive(demo, OUT / "stock-model.tar.gz")
+    stock_archive_path = stock_archive(demo, paths.BENCH_DIR / "stock-model.tar.gz")
 
     names = (*CONTENDERS, LATENCY_LAYOUT, ONE_CORE)
     # The default archive is lean (ONNX graphs only): PyTorch runs from the plain archive of the same model
     # (safetensors + the same code/inference.py).
     from sagebert.release.archive import archive_members, build_archive
 
-    torch_archive = build_archive(archive_members(demo), OUT / "torch-model.tar.gz")
+    torch_archive = build_archive(archive_members(demo), paths.BENCH_DIR / "torch-model.tar.gz")
     special = {"stock": stock_archive_path, "torch": torch_archive}
     archives = {name: special.get(name, archive) for name in names}
     server = _server_view(archives, port, iterations, budget_s, texts, " ".join(LONG_SENTENCES))
@@ -523,7 +517,10 @@ def main(threads: int, iterations: int, budget_s: float, port: int = 23000) -> i
             str(iterations),
             str(budget_s),
         ]
-        done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO_ROOT)
+        # model_code/ as the container has it: inference.py a top-level module.
+        code_roots = os.pathsep.join(filter(None, [str(paths.MODEL_CODE_DIR), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONPATH": code_roots}
+        done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=paths.ROOT, env=env)
         if done.returncode != 0:
             print(done.stderr[-3000:], file=sys.stderr)
             return 1
@@ -534,10 +531,10 @@ def main(threads: int, iterations: int, budget_s: float, port: int = 23000) -> i
         "short": flop_floor_ms(tokens_short, config, threads, machine),
         "long": flop_floor_ms(tokens_long, config, threads, machine),
     }
-    (OUT / "results.json").write_text(
+    paths.BENCH_RESULTS.write_text(
         json.dumps({"cpu": machine, "server": server, "in_process": in_process, "flop_floor": floors}, indent=2) + "\n"
     )
-    chart(server, OUT / "bench.png")
+    chart(server, paths.BENCH_DIR / "bench.png")
     print(f"\nCPU: {cpu.summary(machine)}")
     print(
         "Through the model server (toolkit + multi-model-server; a worker per core unless the row says 1xN; "
@@ -558,7 +555,7 @@ def main(threads: int, iterations: int, budget_s: float, port: int = 23000) -> i
             f"{floor['mhz']:.0f} MHz, {floor['isa']}): fp32 {floor['fp32_ms']:.2f} ms, int8 {floor['int8_ms']:.2f} ms, "
             f"bf16 {floor['bf16_ms']:.2f} ms"
         )
-    print(f"\nwrote {OUT / 'results.json'} and {OUT / 'bench.png'}")
+    print(f"\nwrote {paths.BENCH_RESULTS} and {paths.BENCH_DIR / 'bench.png'}")
     return 0
 
 

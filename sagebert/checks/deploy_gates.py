@@ -24,7 +24,6 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 Template = Mapping[str, Any]
@@ -306,15 +305,3 @@ def _scaled_variants(templates: Mapping[str, Template]) -> set[tuple[str, str]]:
             if match:
                 found.add((match[1], match[2]))
     return found
-
-
-def stage_templates(outdir: Path) -> dict[str, dict[str, dict[str, Any]]]:
-    """Stage name -> stack name -> template, from a synthesized cloud assembly (cdk.out)."""
-    from sagebert.report.synth import read_assembly
-
-    return {
-        stage.name: {
-            stack.name.split("/")[-1]: json.loads(stack.template.read_text(encoding="utf-8")) for stack in stage.stacks
-        }
-        for stage in read_assembly(outdir)
-    }

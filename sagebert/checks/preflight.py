@@ -29,6 +29,7 @@ from infra.catalog.images import Flavour
 from infra.catalog.powertools import POWERTOOLS_LAYER_PARAMETER
 from infra.config.model import ModelSource
 from infra.config.stage import STAGE_PREFIX, StageConfig, load_stage_config, stage_files
+from sagebert.assembly import stage_templates
 from sagebert.checks import deploy_gates
 from sagebert.tables import columns
 
@@ -206,7 +207,7 @@ def check_update_path(cloudformation: Any, stage: str, outdir: Path) -> Check:
     stack_name = f"{STAGE_PREFIX}{stage}-Serving"
     synthesized = None
     if (outdir / "manifest.json").is_file():
-        synthesized = deploy_gates.stage_templates(outdir).get(f"{STAGE_PREFIX}{stage}")
+        synthesized = stage_templates(outdir).get(f"{STAGE_PREFIX}{stage}")
     if not synthesized or "Serving" not in synthesized:
         return Check(name, "SKIP", f"no {outdir}/ for this stage: run `make synth` first to compare")
     try:

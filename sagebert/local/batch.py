@@ -31,8 +31,8 @@ from infra.config.batch import (
     TRANSFORM_MAX_PAYLOAD_MB,
 )
 from sagebert.local.serve import KeepAliveClient, LocalEndpoint
+from sagebert.paths import BATCH_LOCAL_STATE_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 JSONL = "application/jsonlines"
 MB = 1024 * 1024  # SageMaker's MaxPayloadInMB counts MiB
 # A run here takes a transform job's defaults (infra/config/batch.py's TRANSFORM_*, the `batch:` section's
@@ -204,7 +204,7 @@ def main(
 ) -> int:
     print(f"starting {archive} on the local model server ({BAD_LINES_VARIABLE}={bad_lines}) ...", flush=True)
     environment = {BAD_LINES_VARIABLE: bad_lines}
-    state = state_dir or REPO_ROOT / "build" / "batch-local" / "serve"
+    state = state_dir or BATCH_LOCAL_STATE_DIR
     with LocalEndpoint(archive, port=port, name="batch-local", state_dir=state, environment=environment) as endpoint:
         print(
             f"transforming {input_path} -> {output_path}: MultiRecord, max payload {max_payload_mb:g} MB, "

@@ -25,11 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from infra.config.base import API_INTEGRATION_TIMEOUT_S
-from sagebert import use_lambda_code_root
-from sagebert.local.lifeline import ensure_free, guard, stop_guard
-from sagebert.local.serve import wait_healthy
+from sagebert.local.lifeline import ensure_free, guard, stop_guard, wait_healthy
+from sagebert.paths import LAMBDAS_DIR, ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024  # REST API payload limit
 STAGE = "api"
 PREDICT, HEALTH = "/v1/predict", "/v1/health"
@@ -195,12 +193,13 @@ class LocalApi:
 
     def start(self, timeout_s: float = 30.0) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.environment, "PYTHONPATH": str(REPO_ROOT)}
+        # The repository for sagebert, lambdas/ for the handler's packages (Lambda's code root).
+        env = {**os.environ, **self.environment, "PYTHONPATH": os.pathsep.join([str(ROOT), str(LAMBDAS_DIR)])}
         command = [sys.executable, "-m", "sagebert.local.front_door", "--port", str(self.port)]
         ensure_free({self.port: "the local front door"}, option="--api-port")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
             )
         self.watchdog = guard(self.process.pid)
         problem = wait_healthy(f"{self.url}{HEALTH}", self.process, timeout_s)
@@ -225,7 +224,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="serve lambdas/front_door on 127.0.0.1 (see module docstring)")
     parser.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)
-    use_lambda_code_root()
     from front_door.handler import lambda_handler  # init: settings and the boto3 client, as in Lambda
 
     server = ThreadingHTTPServer(("127.0.0.1", args.port), _handler_class(lambda_handler))

@@ -9,7 +9,8 @@ the parent and, when the parent ends, ends the group. It needs no thread in the 
 PR_SET_PDEATHSIG (which fires when the *thread* that started the child exits, not the process,
 and which a process group paused with SIGSTOP could not act on). The watchdog exits when the group
 is gone. A model server's group is also written to a pid file in its state folder; the next start
-in that folder ends whatever that group left (if even the watchdog was killed).
+in that folder ends whatever that group left (if even the watchdog was killed). A server counts as
+started once its health URL answers (`wait_healthy`), or as failed once its process has ended.
 
     python -m sagebert.local.lifeline PARENT_PID GROUP_ID
 
@@ -26,9 +27,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from sagebert.paths import ROOT
+
 POLL_S = 0.5  # how often the watchdog checks whether the group is still there
 
 
@@ -103,10 +107,10 @@ def watch(parent: int, group: int) -> int:
 
 def guard(group: int, parent: int | None = None) -> subprocess.Popen[bytes]:
     """Start a watchdog that ends `group` when `parent` (default: this process) ends."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "sagebert.local.lifeline", str(parent or os.getpid()), str(group)],
-        cwd=REPO_ROOT,
+        cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -121,10 +125,27 @@ def stop_guard(watchdog: subprocess.Popen[bytes] | None) -> None:
         watchdog.wait()
 
 
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> str | None:
+    """Poll `url` until it answers 200: None then, else why not (the process ended, or time ran out)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return f"exited (code {process.returncode})"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return None
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    return f"did not answer {url} within {timeout_s:g} s"
+
+
 # --- pid files --------------------------------------------------------------------------------------
 
 
-def _cmdline(pid: int) -> str:
+def cmdline(pid: int) -> str:
+    """The command line of process `pid` on one line; empty when it is gone or not ours to read."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace")
     except OSError:
@@ -132,7 +153,8 @@ def _cmdline(pid: int) -> str:
     return " ".join(raw.replace("\0", " ").split())  # one line, whatever the arguments held
 
 
-def _group_members(group: int) -> list[int]:
+def group_members(group: int) -> list[int]:
+    """The ids of the processes in process group `group` (from /proc)."""
     members = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -155,7 +177,7 @@ def end_stale_group(pid_file: Path) -> int | None:
     except (OSError, ValueError):
         return None
     marker = str(pid_file.parent)
-    if any(marker in _cmdline(pid) for pid in _group_members(group)):
+    if any(marker in cmdline(pid) for pid in group_members(group)):
         end_group(group)
         pid_file.unlink(missing_ok=True)
         return group
@@ -195,7 +217,7 @@ def port_holder(port: int) -> tuple[int, str] | None:
             for fd in (entry / "fd").iterdir():
                 with contextlib.suppress(OSError):
                     if os.readlink(fd) in wanted:
-                        return int(entry.name), _cmdline(int(entry.name))
+                        return int(entry.name), cmdline(int(entry.name))
     return None
 
 

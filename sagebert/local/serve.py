@@ -28,17 +28,24 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from sagebert.local.lifeline import PortInUse, end_group, end_stale_group, ensure_free, guard, stop_guard
+from sagebert.local.front_door import PREDICT, LocalApi
+from sagebert.local.lifeline import (
+    PortInUse,
+    end_group,
+    end_stale_group,
+    ensure_free,
+    guard,
+    stop_guard,
+    wait_healthy,
+)
+from sagebert.paths import ROOT, SERVE_PYTHON, SERVE_STATE_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVE_PYTHON = REPO_ROOT / ".venv-serve" / "bin" / "python"
 ROUTE = re.compile(r"^/endpoints/(?P<name>[A-Za-z0-9-]{1,63})/invocations$")
 MAX_BODY = 6 * 1024 * 1024  # InvokeEndpoint's payload limit
 
@@ -87,22 +94,6 @@ class KeepAliveClient:
         return self.connection.getresponse().read()
 
 
-def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> str | None:
-    """Poll `url` until it answers 200: None then, else why not (the process ended, or time ran out)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return f"exited (code {process.returncode})"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return None
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    return f"did not answer {url} within {timeout_s:g} s"
-
-
 class ServeError(Exception):
     """The local endpoint could not start; the message says why and where the log is."""
 
@@ -121,7 +112,7 @@ class LocalEndpoint:
         startup_timeout_s: float = 120.0,
     ) -> None:
         self.archive, self.port, self.name = archive, port, name
-        self.state_dir = state_dir or REPO_ROOT / "build" / "serve" / str(port)
+        self.state_dir = state_dir or SERVE_STATE_DIR / str(port)
         self.environment = environment or {}
         self.startup_timeout_s = startup_timeout_s
         self.process: subprocess.Popen[bytes] | None = None
@@ -194,7 +185,7 @@ class LocalEndpoint:
                     str(self.state_dir),
                     str(self.port + 1),
                 ],
-                cwd=REPO_ROOT,
+                cwd=ROOT,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -333,8 +324,6 @@ def _front_handler(endpoint: LocalEndpoint) -> type[BaseHTTPRequestHandler]:
 
 
 def main(archive: Path, port: int, name: str, api_port: int = 3000) -> int:
-    from sagebert.local.front_door import PREDICT, LocalApi
-
     endpoint = LocalEndpoint(archive, port=port, name=name)
     print(f"starting {archive} on the Hugging Face inference toolkit + multi-model-server ...", flush=True)
     try:

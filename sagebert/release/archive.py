@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MODEL_CODE = REPO_ROOT / "model_code"
+from sagebert.paths import MODEL_CODE_DIR
+
 CODE_FILES = ("inference.py", "requirements.txt")
 # What transformers needs to load an encoder and its tokenizer; anything else in the folder
 # (sentence-transformers pooling configs, READMEs, training args) stays out of the archive.
@@ -67,7 +67,7 @@ def model_members(model_dir: Path) -> list[tuple[str, Path]]:
     return [(name, model_dir / name) for name in MODEL_FILES if (model_dir / name).is_file()]
 
 
-def archive_members(model_dir: Path, code_dir: Path = MODEL_CODE) -> list[tuple[str, Path]]:
+def archive_members(model_dir: Path, code_dir: Path = MODEL_CODE_DIR) -> list[tuple[str, Path]]:
     """The plain archive: model files plus code/inference.py and code/requirements.txt, sorted."""
     members = model_members(model_dir)
     for name in CODE_FILES:

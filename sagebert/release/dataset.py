@@ -13,7 +13,8 @@ import random
 import re
 from pathlib import Path
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "sentiment"
+from sagebert.paths import DATA_DIR
+
 LABELS = ("negative", "positive")
 SPLITS = (("train", 0.70), ("validation", 0.15), ("test", 0.15))
 SEED = 20261126
@@ -23,7 +24,8 @@ class DatasetError(Exception):
     """A raw file that cannot go into the data set; the message names the file and line."""
 
 
-def _normalise(text: str) -> str:
+def normalise(text: str) -> str:
+    """The form in which two texts count as the same (case, punctuation and spacing ignored): no duplicates."""
     return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
 
 
@@ -44,7 +46,7 @@ def read_raw(raw_dir: Path) -> dict[str, list[dict[str, str]]]:
             text, label = str(row.get("text", "")).strip(), row.get("label")
             if not text or label not in LABELS:
                 raise DatasetError(f"{where}: needs a non-empty text and a label in {LABELS}; got {row!r}.")
-            key = _normalise(text)
+            key = normalise(text)
             if key in seen:
                 raise DatasetError(f"{where}: duplicate of {seen[key]}: {text!r}.")
             seen[key] = where

@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sagebert import cpu
+from sagebert import cpu, paths
 from sagebert.release import quantize
-from sagebert.release.archive import MODEL_CODE, REPO_ROOT, ArchiveError, build_archive, model_members
+from sagebert.release.archive import ArchiveError, build_archive, model_members
 
 # The Hugging Face DLC the archive runs in (infra/catalog/dlc_images.json): Python 3.12 on x86_64 Linux.
 CONTAINER_PYTHON = "3.12"
@@ -41,10 +41,7 @@ OPSET = 17
 INT8_GRAPH, FP32_GRAPH, MANIFEST = "model.int8.onnx", "model.fp32.onnx", "sagebert.json"
 MANIFEST_FORMAT = 1
 # The held-out texts: never trained on (validation only picked the epoch).
-DEFAULT_CHECK_TEXTS = (
-    REPO_ROOT / "data" / "sentiment" / "validation.jsonl",
-    REPO_ROOT / "data" / "sentiment" / "test.jsonl",
-)
+DEFAULT_CHECK_TEXTS = (paths.DATA_DIR / "validation.jsonl", paths.DATA_DIR / "test.jsonl")
 
 
 class PackageError(Exception):
@@ -371,7 +368,7 @@ def package(
         members += [
             (FP32_GRAPH, work / FP32_GRAPH),
             (MANIFEST, work / MANIFEST),
-            ("code/inference.py", MODEL_CODE / "inference.py"),
+            ("code/inference.py", paths.MODEL_CODE_DIR / "inference.py"),
             ("code/requirements.txt", work / "requirements.txt"),
         ]
         if served == "onnx-int8":  # an int8 graph that failed here would only ever be refused at start-up
@@ -399,7 +396,7 @@ def main(
             output,
             check_texts,
             tolerance,
-            wheel_cache=REPO_ROOT / "build" / "wheels",
+            wheel_cache=paths.WHEEL_CACHE,
             require_int8=require_int8,
             runtimes=runtimes,
             recipe=quantize.RECIPES[recipe],

@@ -22,7 +22,8 @@ from typing import Any
 
 from infra.config.stage import StageConfig
 from infra.config.training import TrainingSettings
-from sagebert.release.archive import MODEL_CODE, MODEL_FILES, bundled_model_dir, write_tar_gz
+from sagebert.paths import MODEL_CODE_DIR
+from sagebert.release.archive import MODEL_FILES, bundled_model_dir, write_tar_gz
 from sagebert.report.catalog import import_sdk
 
 ENTRY_POINT = "train.py"
@@ -65,7 +66,7 @@ def _join(prefix: str, *parts: str) -> str:
     return "/".join([prefix.rstrip("/"), *parts])
 
 
-def plan_uploads(settings: TrainingSettings, code_dir: Path = MODEL_CODE) -> tuple[Upload, list[Upload], str]:
+def plan_uploads(settings: TrainingSettings, code_dir: Path = MODEL_CODE_DIR) -> tuple[Upload, list[Upload], str]:
     """The code archive, the base-model files when base_model is `bundled`, and the model channel URI."""
     buffer = io.BytesIO()
     write_tar_gz(buffer, [(ENTRY_POINT, (code_dir / ENTRY_POINT).read_bytes())])

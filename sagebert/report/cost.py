@@ -25,17 +25,13 @@ from typing import Any, Literal
 
 from infra.catalog import compute_profiles
 from infra.catalog.compute_profiles import HOURS_PER_MONTH, SERVERLESS_MAX_CONCURRENCY
+from infra.catalog.measured import MEASURED_THROUGHPUT_FILE
 from infra.catalog.prices import PriceTable
 from infra.catalog.prices import load as load_prices
 from infra.config.endpoint import ServerlessSettings
 from infra.config.stage import STAGE_PREFIX, StageConfig, load_all
+from sagebert import paths
 from sagebert.tables import columns
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-FALLBACK_THROUGHPUT = REPO_ROOT / "infra" / "catalog" / "measured_throughput.json"
-BENCH_RESULTS = REPO_ROOT / "build" / "bench" / "results.json"
-BENCH_API_RESULTS = REPO_ROOT / "build" / "bench-api" / "results.json"
-BENCH_BATCH_RESULTS = REPO_ROOT / "build" / "bench-batch" / "results.json"
 
 # AWS prices "per month" on 730 hours (8,760 / 12); schedules are counted in a 30-day month.
 DAYS_PER_MONTH = 30
@@ -93,10 +89,10 @@ class Measured:
 
 
 def load_measured(
-    fallback: Path = FALLBACK_THROUGHPUT,
-    bench: Path = BENCH_RESULTS,
-    bench_api: Path = BENCH_API_RESULTS,
-    bench_batch: Path = BENCH_BATCH_RESULTS,
+    fallback: Path = MEASURED_THROUGHPUT_FILE,
+    bench: Path = paths.BENCH_RESULTS,
+    bench_api: Path = paths.BENCH_API_RESULTS,
+    bench_batch: Path = paths.BENCH_BATCH_RESULTS,
 ) -> Measured:
     """The latest benchmark results in build/ where present, else the committed fallback figures."""
     base = json.loads(fallback.read_text(encoding="utf-8"))
@@ -137,7 +133,7 @@ def load_measured(
 
 def _rel(path: Path) -> str:
     try:
-        return str(path.resolve().relative_to(REPO_ROOT))
+        return str(path.resolve().relative_to(paths.ROOT))
     except ValueError:
         return path.name
 
@@ -891,7 +887,7 @@ def report(config_dir: Path, stage: str | None = None) -> tuple[list[StageReport
         raise CostError(str(err)) from err
 
 
-def main(config_dir: Path = REPO_ROOT / "config", stage: str | None = None, json_path: Path | None = None) -> int:
+def main(config_dir: Path = paths.CONFIG_DIR, stage: str | None = None, json_path: Path | None = None) -> int:
     reports, prices = report(config_dir, stage)
     print(render(reports, prices), end="")
     if json_path is not None:

@@ -6,42 +6,28 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from infra.catalog import compute_profiles
 from infra.config.stage import STAGE_PREFIX, stage_files
+from sagebert import paths
+from sagebert.assembly import StageSummary, read_assembly, stage_templates
 from sagebert.checks import deploy_gates
 from sagebert.tables import columns
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CFN_LINT_CONFIG = REPO_ROOT / ".cfnlintrc.yaml"
 
-
-@dataclass(frozen=True)
-class StackSummary:
-    name: str
-    template: Path
-    resources: dict[str, int]  # resource type -> count
-
-
-@dataclass(frozen=True)
-class StageSummary:
-    name: str
-    stacks: list[StackSummary]
-
-    def endpoints(self) -> list[str]:
-        """'<profile> <instance type> x<count>' (or 'serverless <MB> MB') for every production variant."""
-        found = []
-        for stack in self.stacks:
-            template = json.loads(stack.template.read_text(encoding="utf-8"))
-            for resource in template.get("Resources", {}).values():
-                if resource["Type"] == "AWS::SageMaker::EndpointConfig":
-                    is_async = "AsyncInferenceConfig" in resource["Properties"]
-                    for variant in resource["Properties"]["ProductionVariants"]:
-                        found.append(_variant_summary(variant, is_async))
-        return found
+def endpoints(stage: StageSummary) -> list[str]:
+    """'<profile> <instance type> x<count>' (or 'serverless <MB> MB') for every production variant."""
+    found = []
+    for stack in stage.stacks:
+        template = json.loads(stack.template.read_text(encoding="utf-8"))
+        for resource in template.get("Resources", {}).values():
+            if resource["Type"] == "AWS::SageMaker::EndpointConfig":
+                is_async = "AsyncInferenceConfig" in resource["Properties"]
+                for variant in resource["Properties"]["ProductionVariants"]:
+                    found.append(_variant_summary(variant, is_async))
+    return found
 
 
 def _variant_summary(variant: dict[str, Any], is_async: bool) -> str:
@@ -54,36 +40,12 @@ def _variant_summary(variant: dict[str, Any], is_async: bool) -> str:
     return f"{'async' if is_async else profile} {instance_type} x{variant['InitialInstanceCount']}"
 
 
-def read_assembly(outdir: Path) -> list[StageSummary]:
-    """Stages (nested cloud assemblies) and their stacks, from cdk.out's manifests."""
-    manifest = json.loads((outdir / "manifest.json").read_text(encoding="utf-8"))
-    stages = []
-    for artifact_id, artifact in sorted(manifest.get("artifacts", {}).items()):
-        if artifact["type"] != "cdk:cloud-assembly":
-            continue
-        stage_dir = outdir / artifact["properties"]["directoryName"]
-        stage_manifest = json.loads((stage_dir / "manifest.json").read_text(encoding="utf-8"))
-        stacks = []
-        for stack_id, stack in sorted(stage_manifest["artifacts"].items()):
-            if stack["type"] != "aws:cloudformation:stack":
-                continue
-            template = stage_dir / stack["properties"]["templateFile"]
-            counts: dict[str, int] = {}
-            for resource in json.loads(template.read_text(encoding="utf-8")).get("Resources", {}).values():
-                counts[resource["Type"]] = counts.get(resource["Type"], 0) + 1
-            stacks.append(StackSummary(name=stack.get("displayName", stack_id), template=template, resources=counts))
-        stages.append(
-            StageSummary(name=artifact.get("displayName", artifact_id.removeprefix("assembly-")), stacks=stacks)
-        )
-    return stages
-
-
 def run_cfn_lint(templates: list[Path]) -> int:
     """cfn-lint with the project's config (ignored checks and their reasons live there)."""
     command = [
         str(Path(sys.executable).with_name("cfn-lint")),
         "--config-file",
-        str(CFN_LINT_CONFIG),
+        str(paths.CFN_LINT_CONFIG),
         "--",
         *map(str, templates),
     ]
@@ -106,8 +68,8 @@ def nag_failures(outdir: Path) -> list[str]:
     failures = []
     for plugin in json.loads(report.read_text(encoding="utf-8")).get("pluginReports", []):
         for violation in plugin.get("violations", []):
-            paths = ", ".join(c["constructPath"] for c in violation["violatingConstructs"])
-            failures.append(f"{violation['ruleName']}: {paths}")
+            where = ", ".join(c["constructPath"] for c in violation["violatingConstructs"])
+            failures.append(f"{violation['ruleName']}: {where}")
     return failures
 
 
@@ -116,8 +78,8 @@ def render(stages: list[StageSummary]) -> str:
     for stage in stages:
         stacks = ", ".join(f"{s.name.split('/')[-1]} ({sum(s.resources.values())})" for s in stage.stacks)
         total = sum(sum(s.resources.values()) for s in stage.stacks)
-        endpoints = "; ".join(stage.endpoints()) or "-"
-        rows.append((stage.name, stacks, str(total), endpoints))
+        serving = "; ".join(endpoints(stage)) or "-"
+        rows.append((stage.name, stacks, str(total), serving))
     return "\n".join(columns(rows))
 
 
@@ -131,7 +93,7 @@ def stale_stages(stages: list[StageSummary], config_dir: Path) -> str | None:
     return f"stages without a config file: {extra or 'none'}; config files without a stage: {missing or 'none'}"
 
 
-def main(outdir: Path, config_dir: Path = Path("config")) -> int:
+def main(outdir: Path, config_dir: Path = paths.CONFIG_DIR) -> int:
     if not (outdir / "manifest.json").is_file():
         print(f"{outdir}/manifest.json not found; run `make synth` first.", file=sys.stderr)
         return 1
@@ -158,13 +120,13 @@ def main(outdir: Path, config_dir: Path = Path("config")) -> int:
     if code != 0:
         print(
             f"cfn-lint found problems (exit {code}); fix them or, for a warning that is wrong for "
-            f"sagebert, list it with its reason in {CFN_LINT_CONFIG.name}.",
+            f"sagebert, list it with its reason in {paths.CFN_LINT_CONFIG.name}.",
             file=sys.stderr,
         )
         return 1
     print(f"cfn-lint: {len(templates)} templates, no errors or warnings")
     # Every stage's stacks, and the top-level ones (the promotion pipeline's).
-    groups = [*deploy_gates.stage_templates(outdir).values()]
+    groups = [*stage_templates(outdir).values()]
     groups.append({path.name: json.loads(path.read_text(encoding="utf-8")) for path in outdir.glob("*.template.json")})
     retained = [found for group in groups for found in deploy_gates.retained_physical_names(group)]
     if retained:

@@ -20,6 +20,7 @@ from infra.catalog import images as image_catalog
 from infra.catalog.powertools import POWERTOOLS_REGIONS
 from infra.config.model import BundledModel
 from infra.release.hugging_face_model import HuggingFaceModel, ModelLogs
+from sagebert.assembly import stage_templates
 from sagebert.checks import deploy_gates, preflight
 
 Templates = dict[str, dict[str, dict[str, Any]]]
@@ -41,7 +42,7 @@ def synth_stages(tmp_path: Path, edit: Edit | None = None, only: tuple[str, ...]
         (config_dir / "pipeline.yaml").unlink()
     out = tmp_path / "out"
     build_app(config_dir=config_dir, outdir=str(out)).synth()
-    return deploy_gates.stage_templates(out)
+    return stage_templates(out)
 
 
 @pytest.fixture(scope="module")

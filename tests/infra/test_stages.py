@@ -15,6 +15,7 @@ from aws_cdk.cx_api import CloudAssembly
 from app import ROOT, build_app, feature_flags
 from infra.config.stage import load_all
 from infra.operations.compliance import add_compliance_checks
+from sagebert.assembly import read_assembly
 from sagebert.report import synth as synth_report
 
 
@@ -110,7 +111,7 @@ def test_synth_is_deterministic(assembly: CloudAssembly, tmp_path: Path) -> None
 
 
 def test_summary_reads_the_assembly(assembly: CloudAssembly) -> None:
-    stages = synth_report.read_assembly(Path(assembly.directory))
+    stages = read_assembly(Path(assembly.directory))
     table = synth_report.render(stages)
     assert "SageBert-prod" in table and "cpu ml.c6i.xlarge x2" in table
     assert synth_report.nag_failures(Path(assembly.directory)) == []

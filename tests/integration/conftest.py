@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sagebert.local.lifeline import port_free
 from sagebert.local.serve import LocalEndpoint
 
 NAME = "sagebert-test"
@@ -22,6 +23,14 @@ def free_port() -> int:
         if all(_free(port + i) for i in (0, 1, 2)):
             return port
     raise RuntimeError("no three consecutive free ports on 127.0.0.1")
+
+
+def free_block(size: int) -> int:
+    """A first port with `size` free ports from it (the model server takes three), under 32766."""
+    for port in random.sample(range(20000, 32000), 200):
+        if all(port_free(port + i) for i in range(size)):
+            return port
+    raise AssertionError("no block of free ports")
 
 
 def _free(port: int) -> bool:

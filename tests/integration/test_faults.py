@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from sagebert.local.front_door import LocalApi
-from sagebert.local.lifeline import _cmdline, _group_members
+from sagebert.local.lifeline import cmdline, group_members
 from sagebert.local.serve import LocalEndpoint
-from tests.integration.test_lifeline import _free_block
+from tests.integration.conftest import free_block
 
 pytestmark = pytest.mark.server
 CLIENTS = 4
@@ -40,7 +40,7 @@ DOCUMENTED = {502: "ModelError", 503: "ModelUnavailable", 504: "Timeout"}
 @pytest.fixture(scope="module")
 def stack(default_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalEndpoint, LocalApi]]:
     state = tmp_path_factory.mktemp("faults")
-    port = _free_block(4)
+    port = free_block(4)
     environment = {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
     with LocalEndpoint(
         default_artifact, port=port, name="faults", state_dir=state / "serve", environment=environment
@@ -60,12 +60,12 @@ def workers(endpoint: LocalEndpoint) -> list[int]:
     """The model server's worker processes: forked by its preloading worker parent."""
     assert endpoint.process is not None
     found = []
-    for pid in _group_members(endpoint.process.pid):
+    for pid in group_members(endpoint.process.pid):
         try:
             parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError):
             continue
-        if "model_service_worker" in _cmdline(pid) and "model_service_worker" in _cmdline(parent):
+        if "model_service_worker" in cmdline(pid) and "model_service_worker" in cmdline(parent):
             found.append(pid)
     return found
 

@@ -23,11 +23,11 @@ from schemathesis.specs.openapi.checks import ignored_auth
 
 from sagebert.local.front_door import LocalApi
 from sagebert.local.serve import LocalEndpoint
-from sagebert.report.openapi import DOCUMENT
+from sagebert.paths import OPENAPI_DOCUMENT
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.server
-OPENAPI = schemathesis.openapi.from_path(DOCUMENT)
+OPENAPI = schemathesis.openapi.from_path(OPENAPI_DOCUMENT)
 PREDICT = OPENAPI["/v1/predict"]["POST"]
 # The local front door has no auth (it binds 127.0.0.1); the deployed API's auth is asserted on the
 # synthesized template (tests/infra). Every other schemathesis check runs.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sagebert.local.serve import SERVE_PYTHON
+from sagebert.paths import SERVE_PYTHON
 
 pytestmark = pytest.mark.server
 DRIVER = Path(__file__).with_name("handler_service_driver.py")

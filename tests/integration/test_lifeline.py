@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -25,17 +24,10 @@ import pytest
 from sagebert.local.front_door import LocalApi
 from sagebert.local.lifeline import PortInUse, end_stale_group, group_alive, port_free, port_holder
 from sagebert.local.serve import LocalEndpoint
+from tests.integration.conftest import free_block
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GONE_WITHIN_S = 10.0  # measured: everything is gone about 1 s after the parent's SIGKILL
-
-
-def _free_block(size: int) -> int:
-    """A first port with `size` free ports from it (the model server takes three), under 32766."""
-    for port in random.sample(range(20000, 32000), 200):
-        if all(port_free(port + i) for i in range(size)):
-            return port
-    raise AssertionError("no block of free ports")
 
 
 def _leftovers(marker: str) -> list[str]:
@@ -103,7 +95,7 @@ def records(tmp_path: Path) -> Path:
 def test_a_batch_run_killed_with_its_process_group_leaves_nothing_and_the_next_run_works(
     records: Path, tmp_path: Path, default_artifact: Path
 ) -> None:
-    port, state = _free_block(3), tmp_path / "serve"
+    port, state = free_block(3), tmp_path / "serve"
     args = ["batch-local", "--archive", str(default_artifact), "--port", str(port), "--state-dir", str(state)]
     # Given a run part-way through 20,000 records (small requests, so progress shows early)
     run = _Cli(*args, "--input", str(records), "--output", str(tmp_path / "out.jsonl"), "--max-payload-mb", "0.05")
@@ -133,7 +125,7 @@ def test_a_batch_run_killed_with_its_process_group_leaves_nothing_and_the_next_r
 
 @pytest.mark.server
 def test_a_killed_serve_leaves_no_server_and_no_front_door(default_artifact: Path) -> None:
-    port, api_port = _free_block(3), _free_block(1)
+    port, api_port = free_block(3), free_block(1)
     ports = [port, port + 1, port + 2, api_port]
     state = str(REPO_ROOT / "build" / "serve" / str(port))
     args = ["serve", "--archive", str(default_artifact), "--port", str(port), "--api-port", str(api_port)]
@@ -157,7 +149,7 @@ def test_a_killed_serve_leaves_no_server_and_no_front_door(default_artifact: Pat
 @pytest.mark.server
 def test_a_killed_bench_api_leaves_no_server_and_no_front_door(default_artifact: Path) -> None:
     # Given `make bench-api` in its load run: the model server and the local front door both up
-    port = _free_block(4)
+    port = free_block(4)
     bench = _Cli("bench-api", "--init-runs", "1", "--iterations", "5", "--duration", "5", "--port", str(port))
     bench.wait_for("==> load: front door")
     # When its process group is killed
@@ -172,7 +164,7 @@ def test_a_killed_bench_api_leaves_no_server_and_no_front_door(default_artifact:
 def held_port() -> Iterator[int]:
     """A port this test process listens on (over IPv6, as Java's server binds 127.0.0.1)."""
     with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as holder:
-        holder.bind(("::ffff:127.0.0.1", _free_block(3) + 1))  # under 32766: multi-model-server's limit
+        holder.bind(("::ffff:127.0.0.1", free_block(3) + 1))  # under 32766: multi-model-server's limit
         holder.listen()
         yield holder.getsockname()[1]
 

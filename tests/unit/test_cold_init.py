@@ -15,7 +15,7 @@ import sys
 import pytest
 from front_door.settings import Settings, SettingsError
 
-from sagebert import LAMBDA_ROOT
+from sagebert.paths import LAMBDAS_DIR
 from tests.unit.front_door_support import HANDLER_ENV
 
 PROBE = (
@@ -27,7 +27,7 @@ PROBE = (
 
 def _init(**env: str) -> dict[str, bool]:
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(LAMBDA_ROOT)],
+        [sys.executable, "-c", PROBE, str(LAMBDAS_DIR)],
         env={**os.environ, **HANDLER_ENV, "POWERTOOLS_METRICS_DISABLED": "true", **env},
         capture_output=True,
         text=True,

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from infra.catalog import prices as prices_module
+from infra.catalog.measured import MEASURED_THROUGHPUT_FILE
 from infra.config.stage import StageConfig
 from infra.config.traffic import TrafficSettings
 from sagebert.report import cost
@@ -244,7 +245,7 @@ def test_measured_fallback_when_no_benchmark_ran(tmp_path: Path) -> None:
     missing = tmp_path / "absent.json"
     measured = cost.load_measured(bench=missing, bench_api=missing, bench_batch=missing)
     assert measured.vcpus == 2
-    committed = json.loads((Path(cost.FALLBACK_THROUGHPUT)).read_text())
+    committed = json.loads(MEASURED_THROUGHPUT_FILE.read_text())
     assert measured.realtime_batched_texts_s.value == committed["realtime_batched_texts_per_s"]["value"]
     assert measured.realtime_single_texts_s.value == committed["realtime_single_texts_per_s"]["value"]
     assert measured.batch_records_s.value == committed["batch_records_per_s"]["value"]

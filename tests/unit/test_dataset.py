@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sagebert import paths
 from sagebert.release import dataset
 
 
@@ -16,20 +17,20 @@ def load(path: Path) -> list[dict[str, str]]:
 
 
 def test_committed_splits_are_rebuilt_exactly() -> None:
-    splits = dataset.split(dataset.read_raw(dataset.DATA_DIR / "raw"))
+    splits = dataset.split(dataset.read_raw(paths.DATA_DIR / "raw"))
     for name, rows in splits.items():
-        assert (dataset.DATA_DIR / f"{name}.jsonl").read_text(encoding="utf-8") == dataset.render(rows), name
+        assert (paths.DATA_DIR / f"{name}.jsonl").read_text(encoding="utf-8") == dataset.render(rows), name
 
 
 def test_size_balance_and_no_leaks() -> None:
-    splits = {name: load(dataset.DATA_DIR / f"{name}.jsonl") for name in ("train", "validation", "test")}
+    splits = {name: load(paths.DATA_DIR / f"{name}.jsonl") for name in ("train", "validation", "test")}
     everything = [row for rows in splits.values() for row in rows]
     assert len(everything) >= 1200
     for name, rows in splits.items():
         labels = Counter(r["label"] for r in rows)
         assert labels["positive"] == labels["negative"], name
         assert {r["domain"] for r in rows} == {"films", "mixed", "products", "services_apps"}, name
-    texts = [dataset._normalise(r["text"]) for r in everything]
+    texts = [dataset.normalise(r["text"]) for r in everything]
     assert len(set(texts)) == len(texts), "no text appears twice, within or across splits"
     lengths = sorted(len(r["text"].split()) for r in everything)
     assert lengths[0] <= 5 and lengths[-1] >= 35, "varied length"

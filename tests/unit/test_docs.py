@@ -124,10 +124,10 @@ def test_every_schema_key_is_documented() -> None:
 
 
 def test_the_openapi_document_is_generated_from_the_front_doors_contract() -> None:
-    from sagebert.report.openapi import DOCUMENT
+    from sagebert.paths import OPENAPI_DOCUMENT
     from sagebert.report.openapi import render as render_openapi
 
-    assert DOCUMENT.read_text(encoding="utf-8") == render_openapi(), "run `python -m sagebert openapi`"
+    assert OPENAPI_DOCUMENT.read_text(encoding="utf-8") == render_openapi(), "run `python -m sagebert openapi`"
 
 
 def test_the_error_table_is_the_front_doors() -> None:

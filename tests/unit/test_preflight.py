@@ -15,6 +15,7 @@ from botocore.stub import Stubber
 from infra.catalog import images as image_catalog
 from infra.catalog.powertools import POWERTOOLS_LAYER_PARAMETER
 from infra.config.stage import StageConfig, load_stage_config
+from sagebert import paths
 from sagebert.checks import preflight
 
 REGION = "eu-west-1"
@@ -230,4 +231,4 @@ def test_the_cli_runs_preflight(
     calls: list[tuple[Any, ...]] = []
     monkeypatch.setattr(preflight, "main", lambda *args: calls.append(args) or 0)
     assert main(["preflight", "--stage", "dev", "--region", "eu-west-1"]) == 0
-    assert calls == [("dev", Path("config"), "eu-west-1", Path("cdk.out"))]
+    assert calls == [("dev", paths.CONFIG_DIR, "eu-west-1", paths.CDK_OUT)]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from sagebert.assembly import read_assembly
 from sagebert.report import synth as synth_report
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -127,7 +128,7 @@ def test_the_report_refuses_an_assembly_that_is_stale_against_config(
     for name in ("dev", "prod", "pipeline"):
         (config / f"{name}.yaml").write_text("x: 1\n", encoding="utf-8")
     out = _assembly(tmp_path / "cdk.out", ["dev", "staging"])
-    stages = synth_report.read_assembly(out)
+    stages = read_assembly(out)
     assert synth_report.stale_stages(stages, config) == (
         "stages without a config file: ['SageBert-staging']; config files without a stage: ['SageBert-prod']"
     )
