@@ -8,7 +8,8 @@ in AWS. It never imports lambdas/ or model_code/: those reach AWS as assets, by 
 - online/      the real-time path: RealtimeEndpoint, InferenceApi (front door: FrontDoorFunction, ApiAuth,
                ApiFirewall), PrivateNetwork
 - batch/       the batch path: scheduled transform jobs
-- operations/  monitoring, artifact store, key policies, log retention, compliance (cdk-nag)
+- operations/  what every path uses: artifact store, key policies, log retention, compliance (cdk-nag)
+- observability/  the dashboard and alarms over the online and batch paths
 - stacks.py, stage.py, pipeline.py   composition only: they compose constructs and grant
 - project_files.py   ProjectFiles: the repository paths app.py resolves once and the stages pass down
 """

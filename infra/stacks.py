@@ -17,12 +17,12 @@ from infra.config.batch import BatchSettings
 from infra.config.model import ModelSource
 from infra.config.monitoring import MonitoringSettings
 from infra.config.stage import StageConfig
+from infra.observability.monitoring import Monitoring
 from infra.online.inference_api import InferenceApi
 from infra.online.private_network import PrivateNetwork
 from infra.online.realtime_endpoint import RealtimeEndpoint, VariantModel
 from infra.online.variants import PlannedVariant, plan_variants
 from infra.operations.artifact_store import ArtifactStore, GuardedPrefix
-from infra.operations.monitoring import Monitoring
 from infra.project_files import ProjectFiles
 from infra.release.hugging_face_model import HuggingFaceModel, ModelLogs, ModelVpc
 

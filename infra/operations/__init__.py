@@ -1,2 +1,2 @@
-"""What every path shares to run safely: alarms and dashboards, the artifact store, KMS key
-policies, log retention, and the compliance checks (cdk-nag) applied to the whole app."""
+"""What every path shares to run safely: the artifact store, KMS key policies, log retention, and the
+compliance checks (cdk-nag) applied to the whole app. Nothing here imports a path's constructs."""

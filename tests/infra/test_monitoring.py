@@ -21,10 +21,10 @@ from infra.config.api import ApiSettings
 from infra.config.batch import BatchSettings
 from infra.config.endpoint import EndpointSettings
 from infra.config.monitoring import MonitoringSettings
+from infra.observability.monitoring import Monitoring
 from infra.online.inference_api import InferenceApi
 from infra.online.realtime_endpoint import RealtimeEndpoint, VariantModel
 from infra.operations.compliance import nag_spelling
-from infra.operations.monitoring import Monitoring
 from sagebert.report import synth as synth_report
 
 # As SageMaker publishes them (not imported: the test states the contract).

@@ -195,3 +195,26 @@ def test_the_readme_config_example_is_a_valid_stage(tmp_path: Path) -> None:
     assert isinstance(yaml.safe_load(example[1]), dict)
     config = load_stage_config(path)
     assert config.production and config.api is not None and config.batch is not None
+
+
+def test_the_architecture_page_matches_the_tree() -> None:
+    # Every module of infra/ and sagebert/ is named on the architecture page, in a row that names its
+    # folder, and every infra/ or sagebert/ path the page names exists: a newcomer can trust the map.
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    rows = [line for line in page.splitlines() if line.startswith("| `")]
+    mentioned = {path for row in rows for path in re.findall(r"`((?:infra|sagebert)/[\w/.]*)`", row)}
+    for path in mentioned:
+        assert (ROOT / path).exists(), f"docs/architecture.md names {path}, which does not exist"
+    for module in sorted([*ROOT.joinpath("infra").rglob("*.py"), *ROOT.joinpath("sagebert").rglob("*.py")]):
+        if module.name == "__init__.py":
+            continue
+        folder = module.parent.relative_to(ROOT).as_posix() + "/"
+        named = any(
+            any(
+                path.startswith(folder) and "/" not in path[len(folder) :].rstrip("/")
+                for path in re.findall(r"`((?:infra|sagebert)/[\w/.]*)`", row)
+            )
+            and re.search(rf"`({re.escape(folder)})?{module.stem}(\.py)?`", row)
+            for row in rows
+        )
+        assert named, f"{module.relative_to(ROOT)} is not on docs/architecture.md's module table"
