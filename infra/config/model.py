@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 
 from infra.catalog import images as image_catalog
 from infra.config.base import Strict
+from infra.config.registry import ACCOUNT_ID, MODEL_PACKAGE_GROUP_NAME
 
 
 class ContainerSettings(Strict):
@@ -109,4 +110,42 @@ class HubModel(Strict):
         return self
 
 
-ModelSource = Annotated[BundledModel | S3Model | HubModel, Field(discriminator="source")]
+class RegistryModel(Strict):
+    """A model package version in the project's SageMaker Model Registry group (`registry:` on the owner
+    stage). Synth never calls AWS: the version is `version`, or the group's entry in the resolved-models file
+    that `python -m sagebert resolve-models` writes with credentials (the promotion pipeline runs it before
+    synth: the latest Approved version)."""
+
+    source: Literal["registry"] = Field(description="Model data and image come from a registered model package.")
+    group: str = Field(
+        pattern=MODEL_PACKAGE_GROUP_NAME,
+        description="The model package group to deploy from (the owner stage's `registry.group`).",
+    )
+    version: int | None = Field(
+        None,
+        ge=1,
+        description="Model package version to deploy. Absent: the version the resolved-models file names for "
+        "the group (`python -m sagebert resolve-models`); without either, synth refuses.",
+    )
+    group_account: str | None = Field(
+        None,
+        pattern=ACCOUNT_ID,
+        description="Account that owns the group, when it is not this stage's (its region is this stage's).",
+    )
+    model_data_prefix: str = Field(
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/([A-Za-z0-9_.-]+/)+$",
+        description="s3://bucket/prefix/ under which registered versions' archives live (the owner stage's "
+        "artifact bucket and `registry.prefix`): the execution role may read only there.",
+    )
+    kms_key_arn: str | None = Field(
+        None,
+        description="ARN of the KMS key that encrypts the registered archives (the owner stage's key); the "
+        "execution role may decrypt with it.",
+        pattern=r"^arn:aws:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$",
+    )
+    network_isolation: bool = Field(
+        True, description="Run the container with no network access (EnableNetworkIsolation)."
+    )
+
+
+ModelSource = Annotated[BundledModel | S3Model | HubModel | RegistryModel, Field(discriminator="source")]

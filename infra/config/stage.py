@@ -29,6 +29,7 @@ from infra.config.endpoint import EndpointSettings
 from infra.config.errors import ConfigError, field_doc, walk
 from infra.config.model import BundledModel, HubModel, ModelSource
 from infra.config.monitoring import MonitoringSettings
+from infra.config.registry import RegistrySettings
 from infra.config.traffic import TrafficSettings
 from infra.config.training import TrainingSettings
 
@@ -83,6 +84,11 @@ class StageConfig(Strict):
         None,
         description="Expected load, for the cost report only (`make cost`): requests per month, texts per request, "
         "peak rate, batch records per run (absent: the report prices the deployed resources only).",
+    )
+    registry: RegistrySettings | None = Field(
+        None,
+        description="The project's SageMaker Model Registry group: created here with `owner: true` (absent: this "
+        "stage has no group; it may still deploy from one with `model.source: registry`).",
     )
     tags: dict[str, str] = Field(default_factory=dict, description="Tags added to every resource of the stage.")
 
