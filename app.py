@@ -12,6 +12,7 @@ from aws_cdk import App
 
 from infra.config.errors import ConfigError
 from infra.config.pipeline import load_pipeline_config
+from infra.config.resolved_models import RESOLVED_MODELS_FILE, load_resolved_models
 from infra.config.stage import load_all
 from infra.operations.compliance import add_compliance_checks
 from infra.pipeline import PIPELINE_STACK, PipelineStack
@@ -29,22 +30,29 @@ def feature_flags() -> dict[str, object]:
     return flags
 
 
-def project_files() -> ProjectFiles:
+def project_files(resolved_models: Path = ROOT / RESOLVED_MODELS_FILE) -> ProjectFiles:
     """The repository files the stages build from: Lambda code, model archives (config paths are relative to
-    the root), and the CDK CLI version package.json pins."""
+    the root), the registry versions `resolve-models` wrote (read once, here), and the CDK CLI version
+    package.json pins."""
     package = json.loads((ROOT / "package.json").read_text(encoding="utf-8"))
     return ProjectFiles(
-        repository=ROOT, lambdas=ROOT / "lambdas", cdk_cli_version=str(package["devDependencies"]["aws-cdk"])
+        repository=ROOT,
+        lambdas=ROOT / "lambdas",
+        cdk_cli_version=str(package["devDependencies"]["aws-cdk"]),
+        resolved_models=load_resolved_models(resolved_models),
     )
 
 
-def build_app(config_dir: Path = ROOT / "config", outdir: str | None = None) -> App:
+def build_app(
+    config_dir: Path = ROOT / "config", outdir: str | None = None, resolved_models: Path = ROOT / RESOLVED_MODELS_FILE
+) -> App:
     """The whole app. cdk.json's feature flags are applied here too, so tests and `python app.py`
-    synthesize exactly what `cdk synth` does (the CLI's own context still takes precedence)."""
+    synthesize exactly what `cdk synth` does (the CLI's own context still takes precedence).
+    `resolved_models` is the resolved-models file (absent: no registry group is resolved)."""
     app = App(context=feature_flags(), outdir=outdir)
     stages = load_all(config_dir)
     pipeline = load_pipeline_config(config_dir, stages)
-    files = project_files()
+    files = project_files(resolved_models)
     # The plain stages stay with the pipeline enabled: `cdk deploy 'SageBert-dev/*'` by hand keeps
     # working. The pipeline's own copies are nested in its stack (other construct paths, the same
     # CloudFormation stack names), so both routes update the same stacks in the stage's account.

@@ -19,6 +19,8 @@ from aws_cdk import Annotations, Aws, CfnResource, Duration, Environment, Remova
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codestarnotifications as notifications
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -26,12 +28,14 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct, IValidation
 
+from infra.config.model import RegistryModel
 from infra.config.pipeline import PipelineConfig
 from infra.config.stage import StageConfig
 from infra.online.inference_api import PREDICT_PATH, STAGE_NAME, InferenceApi
 from infra.operations.artifact_store import access_log_bucket
 from infra.operations.compliance import acknowledge, nag_spelling
 from infra.project_files import ProjectFiles
+from infra.release.model_registry import group_arn, model_package_arn
 from infra.stacks import ApiStack
 from infra.stage import SageBertStage
 
@@ -56,6 +60,35 @@ SMOKE_INSTALL = (
     " && python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps "
     "-r /tmp/smoke-requirements.txt"
 )
+
+
+# What the synth step may do in the registry before it synthesizes: find a group's latest Approved version.
+RESOLVE_ACTIONS = ("sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages")
+RESOLVE_SID = "ResolveRegistryModels"
+# The event SageMaker sends when a model package's approval status changes, in the group's account and region.
+# https://docs.aws.amazon.com/sagemaker/latest/dg/automating-sagemaker-with-eventbridge.html
+MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
+
+
+def resolve_command(stage: str) -> str:
+    """The synth step's command that writes the stage's registry versions to the resolved-models file (make test
+    has set up .venv by then)."""
+    return f".venv/bin/python -m sagebert resolve-models --stage {stage}"
+
+
+def registry_groups(config: PipelineConfig, stages: dict[str, StageConfig]) -> dict[str, list[tuple[str, str]]]:
+    """Promoted stage -> the (group, account) of each registry model it deploys without a pinned version (the ones
+    the synth step resolves). The account is the source's group_account, else the stage's."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for name in config.stages:
+        stage = stages[name]
+        for _, model in stage.model_sources():
+            if isinstance(model, RegistryModel) and model.version is None:
+                account = model.group_account or stage.account
+                assert account is not None  # an enabled pipeline's stages pin their account
+                if (model.group, account) not in found.setdefault(name, []):
+                    found[name].append((model.group, account))
+    return {name: groups for name, groups in found.items() if groups}
 
 
 def smoke_role_name(stage: str) -> str:
@@ -144,10 +177,32 @@ class PromotionPipeline(Construct):
         self._source = source = pipelines.CodePipelineSource.connection(
             config.repository, config.branch, connection_arn=config.connection_arn
         )
+        # Stages that deploy the latest Approved registry version: the synth step resolves it (with read-only
+        # permissions on those groups) between the tests and the synth, so the assembly pins the version it found.
+        resolving = registry_groups(config, stages)
+        commands = list(SYNTH_COMMANDS)
+        commands[-1:-1] = [resolve_command(name) for name in resolving]
+        registry_arns: list[str] = []
+        for name, groups in resolving.items():
+            for group, account in groups:
+                region = stages[name].region
+                registry_arns += [
+                    arn
+                    for arn in (
+                        group_arn(self, group, account, region),
+                        model_package_arn(self, group, "*", account, region),
+                    )
+                    if arn not in registry_arns
+                ]
         synth = pipelines.CodeBuildStep(
             "Synth",
             input=source,
-            commands=list(SYNTH_COMMANDS),
+            commands=commands,
+            role_policy_statements=[
+                iam.PolicyStatement(sid=RESOLVE_SID, actions=list(RESOLVE_ACTIONS), resources=registry_arns)
+            ]
+            if registry_arns
+            else None,
             primary_output_directory="cdk.out",
             build_environment=codebuild.BuildEnvironment(
                 build_image=BUILD_IMAGE, compute_type=codebuild.ComputeType.MEDIUM
@@ -213,6 +268,46 @@ class PromotionPipeline(Construct):
         self.topic: sns.Topic | None = None
         if config.notification_email is not None:
             self.topic = self._notifications(config.notification_email)
+        self.approval_rule: events.Rule | None = None
+        approved_groups = sorted({group for pairs in resolving.values() for group, _ in pairs})
+        if approved_groups:
+            self.approval_rule = self._start_on_approval(approved_groups)
+
+    def _start_on_approval(self, groups: list[str]) -> events.Rule:
+        """An EventBridge rule that starts the pipeline when a model package version of `groups` becomes Approved.
+        SageMaker sends the event in the group's account and region: this rule, on the pipeline's default bus, sees
+        it directly when they are the pipeline's, else once the owner account forwards it (docs/promotion.md)."""
+        pipeline = self.pipeline.pipeline
+        role = iam.Role(
+            self,
+            "ApprovalTriggerRole",
+            assumed_by=iam.ServicePrincipal("events.amazonaws.com"),
+            description="sagebert promotion pipeline: starts it when a registry model version is approved",
+        )
+        # A customer-managed policy (NIST 800-53 IAMNoInlinePolicy); the target may not add its own inline one.
+        iam.ManagedPolicy(
+            self,
+            "ApprovalTriggerPolicy",
+            roles=[role],
+            statements=[
+                iam.PolicyStatement(
+                    sid="StartPipeline",
+                    actions=["codepipeline:StartPipelineExecution"],
+                    resources=[pipeline.pipeline_arn],
+                )
+            ],
+        )
+        return events.Rule(
+            self,
+            "StartOnModelApproval",
+            description="sagebert: a model package version of the deployed groups was approved",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=[MODEL_PACKAGE_STATE_CHANGE],
+                detail={"ModelPackageGroupName": groups, "ModelApprovalStatus": ["Approved"]},
+            ),
+            targets=[events_targets.CodePipeline(pipeline, event_role=role.without_policy_updates())],
+        )
 
     def _smoke_test(self, name: str, stage: SageBertStage, pipeline_account: str) -> pipelines.CodeBuildStep | None:
         api = stage.api
@@ -375,7 +470,7 @@ class _AcknowledgeCdkPipelinesGrants:
             acknowledge(construct, "NIST.800.53.R5-IAMNoInlinePolicy", _INLINE_REASON)
             document = stack.resolve(construct.policy_document)
             for statement in document["Statement"]:
-                reason = _known_grant(statement, artifact_resources, key_arn)
+                reason = _known_grant(statement, artifact_resources, key_arn) or _resolve_grant(statement)
                 if reason is None:
                     continue
                 for action in _as_list(statement["Action"]):
@@ -386,6 +481,16 @@ class _AcknowledgeCdkPipelinesGrants:
                     if "*" in spelled:
                         acknowledge(construct, f"AwsSolutions-IAM5[Resource::{spelled}]", reason)
         return []
+
+
+def _resolve_grant(statement: dict[str, Any]) -> str | None:
+    """The reason for the synth step's own registry grant (PromotionPipeline, RESOLVE_SID), else None."""
+    if statement.get("Sid") == RESOLVE_SID and set(_as_list(statement["Action"])) <= set(RESOLVE_ACTIONS):
+        return (
+            "resolve-models reads the deployed groups' versions: model-package/<group>/* is every version of those "
+            "groups only (which one is the latest Approved is what the step finds out); read-only actions."
+        )
+    return None
 
 
 def _as_list(value: Any) -> list[Any]:

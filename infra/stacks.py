@@ -12,9 +12,10 @@ from constructs import Construct
 from infra.batch.expressions import job_name_prefix
 from infra.batch.transform_schedule import BatchTransformSchedule
 from infra.catalog import images as image_catalog
+from infra.catalog.images import DlcImage, Flavour
 from infra.config.api import ApiSettings
 from infra.config.batch import BatchSettings
-from infra.config.model import ModelSource
+from infra.config.model import ModelSource, RegistryModel
 from infra.config.monitoring import MonitoringSettings
 from infra.config.stage import StageConfig
 from infra.observability.monitoring import Monitoring
@@ -25,6 +26,7 @@ from infra.online.variants import PlannedVariant, plan_variants
 from infra.operations.artifact_store import ArtifactStore, GuardedPrefix
 from infra.project_files import ProjectFiles
 from infra.release.hugging_face_model import HuggingFaceModel, ModelLogs, ModelVpc
+from infra.release.model_registry import ModelRegistry
 
 
 class StorageStack(Stack):
@@ -40,6 +42,23 @@ class StorageStack(Stack):
             guarded_prefixes=guarded_prefixes(config, stage_name),
         )
         CfnOutput(self, "ArtifactBucketName", value=self.store.bucket.bucket_name)
+        # The project's model registry group lives with the stage data: its versions outlive serving stacks.
+        self.registry: ModelRegistry | None = None
+        if config.registry is not None and config.registry.owner:
+            self.registry = ModelRegistry(self, "ModelRegistry", settings=config.registry, retain=config.retain_data)
+            CfnOutput(self, "ModelPackageGroupName", value=self.registry.group_name)
+            CfnOutput(
+                self,
+                "ModelPackageGroupArn",
+                value=self.registry.group.attr_model_package_group_arn,
+                description="python -m sagebert register adds versions here; approve them to deploy them",
+            )
+            CfnOutput(
+                self,
+                "RegistryModelDataPrefix",
+                value=f"s3://{self.store.bucket.bucket_name}/{config.registry.prefix}",
+                description="model.model_data_prefix of the stages that deploy from this group",
+            )
         if config.batch is not None:
             # Here rather than in the batch stack: there they would re-export this stack's bucket name
             # (cfn-lint W6001, an output made of an import).
@@ -89,6 +108,20 @@ def guarded_prefixes(config: StageConfig, stage_name: str) -> list[GuardedPrefix
     return [GuardedPrefix(capture.prefix, (writers, *capture.reader_role_arns))]
 
 
+def catalog_image(source: ModelSource, flavour: Flavour) -> DlcImage | None:
+    """The catalogued image a model runs on; None for a registry model (its package names the image)."""
+    if isinstance(source, RegistryModel):
+        return None
+    return image_catalog.image_for(source.container, flavour)
+
+
+def package_version(files: ProjectFiles, source: ModelSource, stage_name: str, key: str) -> int | None:
+    """The model package version a registry model deploys (refuses without one); None for other sources."""
+    if isinstance(source, RegistryModel):
+        return files.model_package_version(source, stage_name, key)
+    return None
+
+
 class ServingStack(Stack):
     """The models (the stage's, each A/B and shadow variant's), the endpoint on the config's compute profile, and
     its private network when it has one."""
@@ -117,14 +150,15 @@ class ServingStack(Stack):
 
         plan = plan_variants(endpoint, config.model)
 
-        def model(id_: str, planned: PlannedVariant) -> HuggingFaceModel:
+        def model(id_: str, planned: PlannedVariant, key: str) -> HuggingFaceModel:
             return HuggingFaceModel(
                 self,
                 id_,
                 source=planned.source,
-                image=image_catalog.image_for(planned.source.container, profile.flavour),
+                image=catalog_image(planned.source, profile.flavour),
                 flavour=profile.flavour,
                 artifact=files.artifact(planned.source),
+                model_package_version=package_version(files, planned.source, stage_name, key),
                 # cpu leaves the handler on auto (int8 ONNX when the archive has it, else PyTorch).
                 runtime=None if profile.flavour == "cpu" else profile.runtime,
                 server_workers=planned.server_workers,
@@ -136,9 +170,11 @@ class ServingStack(Stack):
 
         self.models: list[HuggingFaceModel] = []
         served: list[VariantModel] = []
-        for planned in plan.all:
+        # The config key of each planned model (for the message when a registry model has no version).
+        keys = ["model", *(f"endpoint.variants[{i}].model" for i in range(len(plan.variants))), "endpoint.shadow.model"]
+        for index, planned in enumerate(plan.all):
             # The main variant's model is Model, every other one's Model<variant name>: their logical IDs.
-            each = model("Model" if planned is plan.main else f"Model{planned.name}", planned)
+            each = model("Model" if planned is plan.main else f"Model{planned.name}", planned, keys[index])
             self.models.append(each)
             served.append(
                 VariantModel(
@@ -250,9 +286,10 @@ class BatchStack(Stack):
             self,
             "Model",
             source=source,
-            image=image_catalog.image_for(source.container, "cpu"),
+            image=catalog_image(source, "cpu"),
             flavour="cpu",
             artifact=files.artifact(source),
+            model_package_version=package_version(files, source, stage_name, "model"),
             network_isolation=source.network_isolation,
             logs=ModelLogs(transform_job_prefix=prefix),
             role_path=model_role_path(stage_name, "batch"),

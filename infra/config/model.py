@@ -148,4 +148,7 @@ class RegistryModel(Strict):
     )
 
 
+# The sources whose container image the stage picks from the catalog (`container:`); a registry model's image is the
+# one its model package names, chosen when it was registered.
+ContainerModel = BundledModel | S3Model | HubModel
 ModelSource = Annotated[BundledModel | S3Model | HubModel | RegistryModel, Field(discriminator="source")]

@@ -27,7 +27,7 @@ from infra.config.base import Strict
 from infra.config.batch import BatchSettings
 from infra.config.endpoint import EndpointSettings
 from infra.config.errors import ConfigError, field_doc, walk
-from infra.config.model import BundledModel, HubModel, ModelSource
+from infra.config.model import BundledModel, HubModel, ModelSource, RegistryModel
 from infra.config.monitoring import MonitoringSettings
 from infra.config.registry import RegistrySettings
 from infra.config.traffic import TrafficSettings
@@ -109,12 +109,16 @@ class StageConfig(Strict):
                 f"{' and '.join(needs_powertools)}."
             )
         if self.endpoint.compute == "inferentia":
-            neuron = image_catalog.find_neuron(self.model.container.transformers_version)
-            if self.region is not None and self.region not in neuron.registries:
+            if isinstance(self.model, RegistryModel):
+                # The package names its Neuron image (chosen at registration): any catalogued one's registries.
+                registries = set().union(*(i.registries for i in image_catalog.images() if "neuronx" in i.tags))
+            else:
+                registries = set(image_catalog.find_neuron(self.model.container.transformers_version).registries)
+            if self.region is not None and self.region not in registries:
                 raise ValueError(
                     f"region = {self.region!r} with endpoint.compute = inferentia: the Hugging Face Neuron image has "
                     "no "
-                    f"registry there; allowed: {', '.join(sorted(neuron.registries))}."
+                    f"registry there; allowed: {', '.join(sorted(registries))}."
                 )
         if self.production:
             self._production_checks()
@@ -139,7 +143,7 @@ class StageConfig(Strict):
                 "retain_data = false with production: true; production data must survive a "
                 "stack deletion. Remove retain_data or set it to true."
             )
-        for key, model in self._models():
+        for key, model in self.model_sources():
             if isinstance(model, HubModel) and not model.allow_download_in_production:
                 raise ValueError(
                     f"{key}.source = hub ({model.model_id}) with production: true; every "
@@ -178,7 +182,7 @@ class StageConfig(Strict):
                 f"api.target_variant = {self.api.target_variant!r} is not a production variant of the endpoint "
                 f"({', '.join(variants)}); InvokeEndpoint would fail for every request. Name one of them or remove it."
             )
-        for key, model in self._models():
+        for key, model in self.model_sources():
             if (
                 endpoint.compute == "serverless"
                 and model.network_isolation
@@ -200,7 +204,7 @@ class StageConfig(Strict):
                 "or s3)."
             )
 
-    def _models(self) -> list[tuple[str, ModelSource]]:
+    def model_sources(self) -> list[tuple[str, ModelSource]]:
         """(config key, model) for the stage model and every variant's model."""
         found: list[tuple[str, ModelSource]] = [("model", self.model)]
         found += [(f"endpoint.variants[{i}].model", v.model) for i, v in enumerate(self.endpoint.variants)]

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from infra.catalog import images as image_catalog
 from infra.catalog.images import Flavour
 from infra.catalog.powertools import POWERTOOLS_LAYER_PARAMETER
-from infra.config.model import ModelSource
+from infra.config.model import ContainerModel, ModelSource, RegistryModel
 from infra.config.stage import STAGE_PREFIX, StageConfig, load_stage_config, stage_files
 from sagebert.assembly import stage_templates
 from sagebert.checks import deploy_gates
@@ -226,7 +226,9 @@ def check_update_path(cloudformation: Any, stage: str, outdir: Path) -> Check:
 # --- running them ----------------------------------------------------------------------------------------------
 
 
-def _models(config: StageConfig) -> list[tuple[ModelSource, Flavour]]:
+def _models(config: StageConfig) -> list[tuple[ContainerModel, Flavour]]:
+    """The models whose image the stage picks from the catalog, with the flavour each runs. A registry model's
+    image is the one its model package names (chosen when it was registered), so it has none here."""
     flavour = config.endpoint.profile.flavour
     models: list[tuple[ModelSource, Flavour]] = [
         (config.model, flavour),
@@ -234,7 +236,7 @@ def _models(config: StageConfig) -> list[tuple[ModelSource, Flavour]]:
     ]
     if config.batch is not None:
         models.append((config.model, "cpu"))  # the batch stack's own model runs the CPU image
-    return models
+    return [(m, f) for m, f in models if not isinstance(m, RegistryModel)]
 
 
 def planned(config: StageConfig) -> list[str]:
