@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from infra.config.base import EMAIL, Strict
 from infra.config.errors import ConfigError, field_doc, walk
+from infra.config.model import RegistryModel
 from infra.config.stage import PIPELINE_FILE, STAGE_NAME, StageConfig
 
 # GitHub's owner and repository names: letters, digits, '-', '_' and '.'.
@@ -117,6 +118,7 @@ def load_pipeline_config(config_dir: Path, stages: dict[str, StageConfig]) -> Pi
     """
     path = config_dir / PIPELINE_FILE
     if not path.is_file():
+        _registry_promotion_checks(config_dir, stages, None)
         return None
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -146,7 +148,42 @@ def load_pipeline_config(config_dir: Path, stages: dict[str, StageConfig]) -> Pi
                 )
     if problems:
         raise ConfigError(f"{path}: invalid configuration:\n" + "\n".join(f"  - {x}" for x in problems))
+    _registry_promotion_checks(config_dir, stages, config)
     return config
+
+
+def _registry_promotion_checks(
+    config_dir: Path, stages: dict[str, StageConfig], pipeline: PipelineConfig | None
+) -> None:
+    """A production stage deploys a named registry version: one pinned in its file, or the latest Approved one that
+    the enabled pipeline resolves (and may read) before it synthesizes. A by-hand deploy of "whatever
+    build/resolved-models.json says" would put an unreviewed choice on production."""
+    promoted = set(pipeline.stages) if pipeline is not None and pipeline.enabled else set()
+    owners = [c for c in stages.values() if c.registry is not None and c.registry.owner]
+    for name, config in stages.items():
+        for key, model in config.model_sources():
+            if not isinstance(model, RegistryModel) or model.version is not None:
+                continue
+            where = f"{config_dir / (name + '.yaml')}: {key}"
+            if config.production and name not in promoted:
+                raise ConfigError(
+                    f"{where}.source = registry with no {key}.version and production: true, and no enabled promotion "
+                    f"pipeline deploys stage {name}: production would run whatever the last local resolve-models "
+                    f"found. Pin {key}.version (the approved version to run), or promote {name} with the pipeline "
+                    f"({PIPELINE_FILE}: enabled: true, {name} in stages), which resolves the latest Approved version."
+                )
+            if pipeline is None or name not in promoted:
+                continue
+            account = model.group_account or config.account
+            owner = next((o for o in owners if o.registry is not None and o.registry.group == model.group), None)
+            shared = owner.registry.share_with_accounts if owner is not None and owner.registry is not None else None
+            if shared is not None and account != pipeline.account and pipeline.account not in shared:
+                raise ConfigError(
+                    f"{where}: the pipeline's synth step resolves group {model.group} (account {account}) from the "
+                    f"tooling account {pipeline.account}, which the group's resource policy does not name. Add "
+                    f"'{pipeline.account}' to registry.share_with_accounts of the stage that owns the group, or "
+                    f"pin {key}.version."
+                )
 
 
 def _describe(error: Any) -> str:

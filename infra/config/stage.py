@@ -123,7 +123,32 @@ class StageConfig(Strict):
         if self.production:
             self._production_checks()
         self._endpoint_checks()
+        self._registry_checks()
         return self
+
+    def _registry_checks(self) -> None:
+        owned = self.registry.group if self.registry is not None and self.registry.owner else None
+        for key, model in self.model_sources():
+            if isinstance(model, RegistryModel):
+                foreign = model.group_account is not None and model.group_account != self.account
+                if owned is not None and model.group != owned and not foreign:
+                    raise ValueError(
+                        f"{key}.group = {model.group!r} on a stage that owns group {owned!r} (registry.group): this "
+                        f"stage registers into {owned!r} but would deploy from another group of its own account. Set "
+                        f"{key}.group: {owned}, or name the other group's account in {key}.group_account."
+                    )
+            elif owned is not None and key == "model" and isinstance(model, HubModel):
+                raise ValueError(
+                    "registry.owner: true with model.source = hub: `register` uploads this stage's packaged archive "
+                    "and names its container's image, and a Hub model has no archive. Register from a stage whose "
+                    "model is bundled or s3, or remove registry.owner."
+                )
+        if self.batch is not None and self.endpoint.compute == "inferentia" and isinstance(self.model, RegistryModel):
+            raise ValueError(
+                "model.source = registry with endpoint.compute = inferentia and batch: the batch stack's model is the "
+                "same model package, whose image is the Neuron one the endpoint runs, and transform jobs run on CPU "
+                "instances. Deploy the batch path from a CPU stage, or remove batch here."
+            )
 
     def _production_checks(self) -> None:
         endpoint = self.endpoint
@@ -274,7 +299,60 @@ def load_all(config_dir: Path) -> dict[str, StageConfig]:
                 f"(sagebert-{name}-*) would also match {shadowed[0]}'s jobs. Rename one so that no stage name is "
                 "another's followed by '-', e.g. dev2 instead of dev-2."
             )
+    _registry_set_checks(config_dir, stages)
     return stages
+
+
+def _registry_set_checks(config_dir: Path, stages: dict[str, StageConfig]) -> None:
+    """Rules over the stage set for the Model Registry: one owner, and every stage that deploys from the owner's
+    group names it where it is (account, region) and may read it (the owner's share_with_accounts)."""
+    owners = [name for name, config in stages.items() if config.registry is not None and config.registry.owner]
+    if len(owners) > 1:
+        raise ConfigError(
+            f"{config_dir}: registry.owner: true in {', '.join(f'{o}.yaml' for o in owners)}; a project has one "
+            "model package group, created by one stage (the one whose account registers models). Keep it on one "
+            "and remove it from the others (they deploy from it with model.source: registry)."
+        )
+    if not owners:
+        return
+    owner = stages[owners[0]]
+    assert owner.registry is not None
+    group = owner.registry.group
+    for name, config in stages.items():
+        for key, model in config.model_sources():
+            if not isinstance(model, RegistryModel):
+                continue
+            where = f"{config_dir / (name + '.yaml')}: {key}"
+            account = model.group_account or config.account
+            if model.group != group:
+                if model.group_account is None or model.group_account == owner.account:
+                    raise ConfigError(
+                        f"{where}.group = {model.group!r}, but the project's group is {group!r} (registry.group in "
+                        f"{owners[0]}.yaml); no stage creates {model.group!r}. Set {key}.group: {group}, or name the "
+                        f"account of that other group in {key}.group_account."
+                    )
+                continue
+            if name == owners[0]:
+                continue
+            if owner.account is not None and account != owner.account:
+                raise ConfigError(
+                    f"{where}: group {group} is created in account {owner.account} ({owners[0]}.yaml), but this "
+                    f"stage would look for it in {account or 'the deploying account'}. Set {key}.group_account: "
+                    f"'{owner.account}'."
+                )
+            if owner.region is not None and config.region != owner.region:
+                raise ConfigError(
+                    f"{where}: group {group} lives in {owner.region} ({owners[0]}.yaml) and a model package is "
+                    f"deployed in its own region, but this stage deploys to {config.region or 'any region'}. Deploy "
+                    f"the stage to {owner.region}, or register a copy of the model in a group there."
+                )
+            shared = owner.registry.share_with_accounts
+            if config.account is not None and config.account != owner.account and config.account not in shared:
+                raise ConfigError(
+                    f"{where}: stage {name} (account {config.account}) deploys from group {group}, but "
+                    f"{owners[0]}.yaml's registry.share_with_accounts does not list {config.account}: the group's "
+                    "resource policy would refuse it. Add it there."
+                )
 
 
 def _describe(error: Any) -> str:
