@@ -26,7 +26,7 @@ from infra.online.variants import PlannedVariant, plan_variants
 from infra.operations.artifact_store import ArtifactStore, GuardedPrefix
 from infra.project_files import ProjectFiles
 from infra.release.hugging_face_model import HuggingFaceModel, ModelLogs, ModelVpc
-from infra.release.model_registry import ModelRegistry
+from infra.release.model_registry import ModelRegistry, share_model_data
 
 
 class StorageStack(Stack):
@@ -46,6 +46,13 @@ class StorageStack(Stack):
         self.registry: ModelRegistry | None = None
         if config.registry is not None and config.registry.owner:
             self.registry = ModelRegistry(self, "ModelRegistry", settings=config.registry, retain=config.retain_data)
+            share_model_data(
+                bucket=self.store.bucket,
+                key=self.store.key,
+                prefix=config.registry.prefix,
+                accounts=config.registry.share_with_accounts,
+                role_path_patterns=[model_role_path("*", "serving"), model_role_path("*", "batch")],
+            )
             CfnOutput(self, "ModelPackageGroupName", value=self.registry.group_name)
             CfnOutput(
                 self,

@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import Aws, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
@@ -87,3 +90,37 @@ class ModelRegistry(Construct):
         )
         self.group.apply_removal_policy(RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY)
         self.group_name: str = settings.group
+
+
+def share_model_data(
+    *, bucket: s3.IBucket, key: kms.IKey, prefix: str, accounts: list[str], role_path_patterns: list[str]
+) -> None:
+    """Let the model execution roles of `accounts` (roles whose path matches one of `role_path_patterns`, e.g.
+    /sagebert/*/serving/) read the registered archives under `prefix` and decrypt them with `key`: a model package
+    names its data in the owner's bucket, and SageMaker reads it as the deploying stage's execution role. Nothing
+    else in the bucket, no other principal of those accounts."""
+    if not accounts:
+        return
+    principals = [iam.AccountPrincipal(account) for account in accounts]
+    roles = [f"arn:{Aws.PARTITION}:iam::{account}:role{path}*" for account in accounts for path in role_path_patterns]
+    bucket.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="SharedRegistryModelData",
+            principals=principals,
+            actions=["s3:GetObject"],
+            resources=[bucket.arn_for_objects(f"{prefix}*")],
+            conditions={"ArnLike": {"aws:PrincipalArn": roles}},
+        )
+    )
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="SharedRegistryModelDataKey",
+            principals=principals,
+            actions=["kms:Decrypt"],
+            resources=["*"],  # in a key policy, "*" is this key
+            conditions={
+                "ArnLike": {"aws:PrincipalArn": roles},
+                "StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"},
+            },
+        )
+    )

@@ -117,6 +117,25 @@ def test_the_owner_stage_creates_the_group_with_a_least_privilege_resource_polic
     assert not list(resources(templates(assembly, "consumer")["Storage"], "AWS::SageMaker::ModelPackageGroup"))
 
 
+def test_the_shared_accounts_model_roles_may_read_the_registered_archives_only(assembly: CloudAssembly) -> None:
+    storage = templates(assembly, "owner")["Storage"]
+    (shared,) = (
+        s
+        for policy in resources(storage, "AWS::S3::BucketPolicy")
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s.get("Sid") == "SharedRegistryModelData"
+    )
+    assert shared["Action"] == "s3:GetObject"
+    assert json.dumps(shared["Resource"]).endswith('/registry/*"]]}')
+    patterns = json.dumps(shared["Condition"]["ArnLike"]["aws:PrincipalArn"])
+    assert f":iam::{CONSUMER}:role/sagebert/*/serving/*" in patterns and "/sagebert/*/batch/*" in patterns
+    (key,) = resources(storage, "AWS::KMS::Key")
+    (decrypt,) = (
+        s for s in key["Properties"]["KeyPolicy"]["Statement"] if s.get("Sid") == "SharedRegistryModelDataKey"
+    )
+    assert decrypt["Action"] == "kms:Decrypt" and "kms:ViaService" in json.dumps(decrypt["Condition"])
+
+
 def test_a_stage_deploys_the_pinned_model_package_version(assembly: CloudAssembly) -> None:
     serving = templates(assembly, "consumer")["Serving"]
     (model,) = resources(serving, "AWS::SageMaker::Model")
