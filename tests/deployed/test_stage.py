@@ -1,4 +1,5 @@
-"""A deployed stage answers through its API, runs a batch and has its alarms."""
+"""A deployed stage answers through its API, runs a batch, has its alarms and (from the registry) runs an Approved
+model package version."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from infra.config.model import RegistryModel
 from infra.config.stage import StageConfig
 from sagebert.local import smoke
 
@@ -71,3 +73,22 @@ def test_the_alarms_exist(aws: Any, stage_config: StageConfig, outputs: dict[str
     if stage_config.monitoring is not None:
         topics = {action for alarm in alarms for action in alarm.get("AlarmActions", [])}
         assert topics, "monitoring is configured but no endpoint alarm notifies a topic"
+
+
+def test_the_registry_model_is_an_approved_version_of_its_group(
+    aws: Any, stage_config: StageConfig, outputs: dict[str, str]
+) -> None:
+    # A stage with model.source: registry runs a model package version: the deployed model names one of its group,
+    # and that version is Approved (an approval is what promotes it; a rejected or pending one must not be serving).
+    if not isinstance(stage_config.model, RegistryModel):
+        pytest.skip("this stage's model does not come from the registry (model.source is not registry)")
+    sagemaker = aws.create_client("sagemaker")
+    endpoint = sagemaker.describe_endpoint(EndpointName=outputs["EndpointName"])
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    package_arn = model["PrimaryContainer"]["ModelPackageName"]
+    assert f":model-package/{stage_config.model.group}/" in package_arn, package_arn
+    if stage_config.model.version is not None:
+        assert package_arn.endswith(f"/{stage_config.model.version}"), package_arn
+    package = sagemaker.describe_model_package(ModelPackageName=package_arn)
+    assert package["ModelApprovalStatus"] == "Approved", f"{package_arn} is {package['ModelApprovalStatus']}"
