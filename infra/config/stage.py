@@ -62,7 +62,8 @@ class StageConfig(Strict):
     model: ModelSource = Field(
         default_factory=lambda: BundledModel(source="bundled"),
         description="Where the model data comes from: bundled (an archive built here, uploaded as a CDK "
-        "asset), s3 (an existing object) or hub (downloaded by the container at start-up).",
+        "asset), s3 (an existing object), hub (downloaded by the container at start-up) or registry (an approved "
+        "model package version of the project's Model Registry group).",
     )
     endpoint: EndpointSettings = Field(
         default_factory=EndpointSettings,
