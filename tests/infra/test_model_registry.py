@@ -310,3 +310,23 @@ def test_the_pipeline_deploys_the_resolved_version(pipeline_assembly: CloudAssem
     serving = templates(pipeline_assembly, "consumer", prefix=f"{PIPELINE_STACK}-Promotion-")["Serving"]
     (model,) = resources(serving, "AWS::SageMaker::Model")
     assert model["Properties"]["PrimaryContainer"]["ModelPackageName"].endswith(f"model-package/{GROUP}/5")
+
+
+def test_an_environment_agnostic_registry_stage_maps_the_image_registries_per_region(
+    default_artifact: Path, tmp_path: Path
+) -> None:
+    # No account or region: the package ARN and the image repositories resolve at deploy time, and the nag packs
+    # still pass (the acknowledgements spell the partition as cdk-nag does).
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    model = {"source": "registry", "group": GROUP, "version": 3, "model_data_prefix": PREFIX}
+    (config_dir / "agnostic.yaml").write_text(yaml.safe_dump({"model": model}), encoding="utf-8")
+    assembly = build_app(config_dir=config_dir, outdir=str(tmp_path / "out"), resolved_models=tmp_path / "x").synth()
+    serving = templates(assembly, "agnostic")["Serving"]
+    (model_resource,) = resources(serving, "AWS::SageMaker::Model")
+    arn = json.dumps(model_resource["Properties"]["PrimaryContainer"]["ModelPackageName"])
+    assert "AWS::Region" in arn and "AWS::AccountId" in arn and f":model-package/{GROUP}/3" in arn
+    assert any(name.startswith("ModelDlcRegistry") for name in serving.get("Mappings", {}))
+    out = Path(assembly.directory)
+    assert synth_report.nag_failures(out) == []
+    assert synth_report.run_cfn_lint(sorted(out.glob("assembly-SageBert-*/*.template.json"))) == 0
