@@ -36,9 +36,10 @@ class RegistrySettings(Strict):
     )
     share_with_accounts: list[str] = Field(
         default_factory=list,
-        description="Accounts (12 digits) whose stages deploy from this group: the group's resource policy lets "
-        "them describe and list its model packages. Owner stage only; leave empty when every stage is in "
-        "one account.",
+        description="Accounts (12 digits) whose stages deploy from this group, and the promotion pipeline's tooling "
+        "account when it resolves versions: the group's resource policy lets them describe and list its model "
+        "packages, and the bucket and key let their model execution roles read the archives under `prefix`. Owner "
+        "stage only; leave empty when every stage is in one account.",
     )
 
     @model_validator(mode="after")
