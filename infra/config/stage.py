@@ -333,6 +333,14 @@ def _registry_set_checks(config_dir: Path, stages: dict[str, StageConfig]) -> No
                         f"account of that other group in {key}.group_account."
                     )
                 continue
+            key_prefix = model.model_data_prefix.removeprefix("s3://").split("/", 1)[1]
+            if key_prefix != owner.registry.prefix:
+                raise ConfigError(
+                    f"{where}.model_data_prefix = {model.model_data_prefix!r}: `register` uploads {group}'s archives "
+                    f"under {owner.registry.prefix!r} ({owners[0]}.yaml registry.prefix), so the execution role could "
+                    f"read none of them. Set it to s3://<{owners[0]}'s ArtifactBucketName>/{owner.registry.prefix} "
+                    "(the owner's RegistryModelDataPrefix stack output)."
+                )
             if name == owners[0]:
                 continue
             if owner.account is not None and account != owner.account:
