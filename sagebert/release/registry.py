@@ -448,8 +448,9 @@ def main_register(
     dry_run: bool,
     region: str | None,
     bucket: str | None = None,
-    client: ClientFactory = _boto_client,
+    client: ClientFactory | None = None,
 ) -> int:
+    client = client or _boto_client
     stages = load_all(config_dir)
     config = owner_stage(stage, stages)
     container_of(stage, config.model)  # refuse a Hub stage before reading 100+ MB
@@ -566,9 +567,10 @@ def main_resolve(
     output: Path,
     *,
     region: str | None,
-    client: ClientFactory = _boto_client,
+    client: ClientFactory | None = None,
     now: datetime.datetime | None = None,
 ) -> int:
+    client = client or _boto_client
     stages = load_all(config_dir)
     if stage not in stages:
         raise RegistryError(f"no stage {stage!r} in config/; stages: {', '.join(stages)}.")
