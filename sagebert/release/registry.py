@@ -415,8 +415,23 @@ def approve_command(arn: str, region: str) -> str:
 
 def register(plan: RegisterPlan, s3: Any, sagemaker: Any) -> str:
     """Upload, then create the version (its ModelDataUrl must exist first); returns the package ARN."""
-    put_uploads(s3, plan.uploads, [_without_location(put) for put in plan.puts])
-    return str(sagemaker.create_model_package(**plan.request)["ModelPackageArn"])
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        put_uploads(s3, plan.uploads, [_without_location(put) for put in plan.puts])
+    except (BotoCoreError, ClientError) as err:
+        raise RegistryError(
+            f"uploading to s3://{plan.puts[0]['Bucket']}/ failed: {err}. The caller needs s3:PutObject and "
+            "s3:GetObject under the registry prefix and kms:GenerateDataKey on the stage's key."
+        ) from None
+    try:
+        return str(sagemaker.create_model_package(**plan.request)["ModelPackageArn"])
+    except (BotoCoreError, ClientError) as err:
+        group = plan.request["ModelPackageGroupName"]
+        raise RegistryError(
+            f"CreateModelPackage in group {group} failed: {err}. Is the owner stage deployed (it creates the group), "
+            "and may the caller sagemaker:CreateModelPackage there?"
+        ) from None
 
 
 def _without_location(put: dict[str, Any]) -> dict[str, Any]:

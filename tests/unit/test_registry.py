@@ -466,3 +466,26 @@ def test_no_approved_version_is_a_clear_error(project: dict[str, Path], tmp_path
 def test_a_stage_without_registry_models_has_nothing_to_resolve(project: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(registry.RegistryError, match="deploys no model from the registry"):
         registry.main_resolve("dev", project["config"], tmp_path / "r.json", region=None, client=lambda *_: None)
+
+
+def test_a_refused_create_is_a_clear_error(project: dict[str, Path]) -> None:
+    from infra.config.stage import load_all
+
+    plan = registry.build_plan(
+        "dev",
+        load_all(project["config"]),
+        registry.read_archive(project["archive"]),
+        registry.read_metrics(project["metrics"]),
+        region="eu-west-1",
+        bucket=BUCKET,
+        kms_key=KEY_ARN,
+    )
+    s3, sagemaker = stubbed("s3"), stubbed("sagemaker")
+    with Stubber(s3) as s3_stub, Stubber(sagemaker) as sagemaker_stub:
+        for item in plan.uploads:
+            s3_stub.add_response("head_object", {"ChecksumSHA256": item.checksum_sha256})  # already there
+        sagemaker_stub.add_client_error(
+            "create_model_package", service_error_code="ResourceNotFound", http_status_code=400
+        )
+        with pytest.raises(registry.RegistryError, match=f"CreateModelPackage in group {GROUP} failed"):
+            registry.register(plan, s3, sagemaker)
