@@ -590,13 +590,13 @@ def main_resolve(
     if stage not in stages:
         raise RegistryError(f"no stage {stage!r} in config/; stages: {', '.join(stages)}.")
     config = stages[stage]
-    if not any(isinstance(m, RegistryModel) for _, m in _models(config)):
-        raise RegistryError(
-            f"config/{stage}.yaml deploys no model from the registry (no `source: registry` in model, variants or "
-            "shadow): there is nothing to resolve."
-        )
-    region = _region(config, stage, region)
-    groups = resolve(stage, config, client("sagemaker", region), region, now or datetime.datetime.now(datetime.UTC))
+    if any(isinstance(m, RegistryModel) for _, m in _models(config)):
+        region = _region(config, stage, region)
+        groups = resolve(stage, config, client("sagemaker", region), region, now or datetime.datetime.now(datetime.UTC))
+    else:
+        # Not an error: a pipeline step may run this for every stage; the file still exists for synth afterwards.
+        print(f"config/{stage}.yaml deploys no model from the registry: nothing to resolve.")
+        groups = {}
     write_resolved(output, groups)
     print(f"wrote {output}")
     return 0
