@@ -21,7 +21,7 @@ import json
 import os
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,16 +204,8 @@ def container_of(stage: str, source: ModelSource) -> ContainerSettings:
     return container if isinstance(container, ContainerSettings) else ContainerSettings()
 
 
-def deploying_stages(group: str, owner: str, stages: dict[str, StageConfig]) -> list[str]:
-    """The owner and every stage that deploys from `group` (its model, a variant's or the shadow's)."""
-    found = [owner]
-    for name, config in stages.items():
-        if name != owner and any(isinstance(m, RegistryModel) and m.group == group for _, m in _models(config)):
-            found.append(name)
-    return found
-
-
 def _models(config: StageConfig) -> list[tuple[str, ModelSource]]:
+    """(config key, model) for the stage model and every variant's and the shadow's (as StageConfig checks them)."""
     found: list[tuple[str, ModelSource]] = [("model", config.model)]
     found += [(f"endpoint.variants[{i}].model", v.model) for i, v in enumerate(config.endpoint.variants)]
     if config.endpoint.shadow is not None:
@@ -221,19 +213,28 @@ def _models(config: StageConfig) -> list[tuple[str, ModelSource]]:
     return found
 
 
-def instance_types(names: Iterable[str], stages: dict[str, StageConfig], flavour: str) -> tuple[list[str], list[str]]:
-    """(real-time, transform) instance types of these stages whose endpoints run the image flavour registered."""
+def instance_types(group: str, owner: str, stages: dict[str, StageConfig], flavour: str) -> tuple[list[str], list[str]]:
+    """(real-time, transform) instance types this version will run on: the owner stage's model (the archive being
+    registered) and every model slot of a stage in config/ that deploys `group` (the main model, a variant, the
+    shadow), on endpoints that run the registered image flavour; transform jobs run a stage's main model on the
+    CPU image (the batch stack's), so the batch instance type counts where that model is this one."""
     realtime: set[str] = set()
     transform: set[str] = set()
-    for name in names:
-        config = stages[name]
+
+    def deploys(source: ModelSource) -> bool:
+        return isinstance(source, RegistryModel) and source.group == group
+
+    for name, config in stages.items():
         endpoint = config.endpoint
-        if endpoint.profile.flavour == flavour and endpoint.instance_type is not None:
-            realtime.add(endpoint.instance_type)
-            realtime.update(v.instance_type for v in endpoint.variants if v.instance_type)
-            if endpoint.shadow is not None and endpoint.shadow.instance_type:
-                realtime.add(endpoint.shadow.instance_type)
-        if config.batch is not None and flavour == "cpu":  # transform jobs run the CPU image (BatchStack)
+        main = name == owner or deploys(config.model)
+        slots: list[tuple[bool, str | None]] = [(main, endpoint.instance_type)]
+        slots += [(deploys(v.model), v.instance_type or endpoint.instance_type) for v in endpoint.variants]
+        if endpoint.shadow is not None:
+            shadow = endpoint.shadow
+            slots.append((deploys(shadow.model), shadow.instance_type or endpoint.instance_type))
+        if endpoint.profile.flavour == flavour and endpoint.profile.instances:
+            realtime.update(instance for selected, instance in slots if selected and instance)
+        if config.batch is not None and main and flavour == "cpu":
             transform.add(config.batch.instance_type)
     return sorted(realtime), sorted(transform)
 
@@ -327,7 +328,7 @@ def build_plan(
     environment = {"SAGEMAKER_PROGRAM": PROGRAM}
     if flavour != "cpu":  # cpu leaves the handler on auto, as the stacks do
         environment["SAGEBERT_RUNTIME"] = profile.runtime
-    realtime, transform = instance_types(deploying_stages(settings.group, stage, stages), stages, flavour)
+    realtime, transform = instance_types(settings.group, stage, stages, flavour)
     specification: dict[str, Any] = {
         "Containers": [{"Image": image, "ModelDataUrl": model_upload.uri, "Environment": environment}],
         "SupportedContentTypes": CONTENT_TYPES,

@@ -62,7 +62,12 @@ endpoint:
 STAGING = f"""
 region: eu-west-1
 model: {{source: registry, group: {GROUP}, model_data_prefix: "s3://{BUCKET}/registry/{GROUP}/"}}
-endpoint: {{compute: cpu, instance_type: ml.c6i.large}}
+endpoint:
+  compute: cpu
+  instance_type: ml.c6i.large
+  shadow:
+    instance_type: ml.c6i.4xlarge
+    model: {{source: registry, group: {GROUP}, version: 2, model_data_prefix: "s3://{BUCKET}/registry/{GROUP}/"}}
 """
 HUB = """
 region: eu-west-1
@@ -184,8 +189,10 @@ def test_dry_run_prints_requests_botocore_accepts(
     spec = request["InferenceSpecification"]
     assert spec["SupportedContentTypes"] == ["application/json", "application/jsonlines"]
     assert spec["SupportedResponseMIMETypes"] == ["application/json", "application/jsonlines"]
-    # The owner's and every deploying stage's endpoint instance types (variants too); dev's transform type.
-    assert spec["SupportedRealtimeInferenceInstanceTypes"] == ["ml.c6i.2xlarge", "ml.c6i.large", "ml.c6i.xlarge"]
+    # The owner's model and every slot that deploys the group: prod's main model, staging's main and shadow; not
+    # prod's variant (another group, ml.c6i.2xlarge). Transform: dev's batch runs the owner's model.
+    realtime = spec["SupportedRealtimeInferenceInstanceTypes"]
+    assert realtime == ["ml.c6i.4xlarge", "ml.c6i.large", "ml.c6i.xlarge"]
     assert spec["SupportedTransformInstanceTypes"] == ["ml.m5.large"]
 
     statistics = request["ModelMetrics"]["ModelQuality"]["Statistics"]
