@@ -219,6 +219,32 @@ def main(argv: list[str] | None = None) -> int:
     preflight.add_argument("--outdir", type=Path, default=paths.CDK_OUT, help="the synthesized app to compare")
     preflight.add_argument("--config-dir", type=Path, default=paths.CONFIG_DIR, help=argparse.SUPPRESS)
 
+    register = commands.add_parser(
+        "register",
+        help="upload the packaged archive and create a model package version in the registry group, pending "
+        "approval (the stage with registry.owner: true)",
+    )
+    register.add_argument("--stage", required=True, help="the stage that owns the model package group")
+    register.add_argument("--archive", type=Path, default=paths.ARTIFACT, help="the archive (make package)")
+    register.add_argument(
+        "--metrics", type=Path, default=paths.DEMO_METRICS, help="train.py's metrics.json for that model"
+    )
+    register.add_argument("--dry-run", action="store_true", help="print every request, call nothing")
+    register.add_argument("--region", help="overrides the stage's region")
+    register.add_argument(
+        "--bucket", help="the artifact bucket (default: the stage storage stack's ArtifactBucketName output)"
+    )
+    register.add_argument("--config-dir", type=Path, default=paths.CONFIG_DIR, help=argparse.SUPPRESS)
+
+    resolve = commands.add_parser(
+        "resolve-models",
+        help="write the latest Approved model package version of each registry group a stage deploys (for synth)",
+    )
+    resolve.add_argument("--stage", required=True, help="the stage whose `model.source: registry` groups to resolve")
+    resolve.add_argument("--output", type=Path, default=paths.RESOLVED_MODELS)
+    resolve.add_argument("--region", help="overrides the stage's region")
+    resolve.add_argument("--config-dir", type=Path, default=paths.CONFIG_DIR, help=argparse.SUPPRESS)
+
     report = commands.add_parser("report", help="cfn-lint every synthesized template, print a per-stage summary")
     report.add_argument("--outdir", type=Path, default=paths.CDK_OUT)
     report.add_argument("--config-dir", type=Path, default=paths.CONFIG_DIR, help="stage files to match")
@@ -314,6 +340,22 @@ def main(argv: list[str] | None = None) -> int:
             from sagebert.checks import preflight as preflight_module
 
             return preflight_module.main(args.stage, args.config_dir, args.region, args.outdir)
+        if args.command == "register":
+            from sagebert.release import registry
+
+            return registry.main_register(
+                args.stage,
+                args.config_dir,
+                args.archive,
+                args.metrics,
+                dry_run=args.dry_run,
+                region=args.region,
+                bucket=args.bucket,
+            )
+        if args.command == "resolve-models":
+            from sagebert.release import registry
+
+            return registry.main_resolve(args.stage, args.config_dir, args.output, region=args.region)
         from sagebert.report import synth as synth_report
 
         return synth_report.main(args.outdir, args.config_dir)
@@ -323,10 +365,20 @@ def main(argv: list[str] | None = None) -> int:
         from sagebert.local.serve import ServeError
         from sagebert.release.archive import ArchiveError
         from sagebert.release.dataset import DatasetError
+        from sagebert.release.registry import RegistryError
         from sagebert.release.remote_training import RemoteTrainingError
         from sagebert.report.cost import CostError
 
-        known = ArchiveError | ConfigError | CostError | DatasetError | PortInUse | RemoteTrainingError | ServeError
+        known = (
+            ArchiveError
+            | ConfigError
+            | CostError
+            | DatasetError
+            | PortInUse
+            | RegistryError
+            | RemoteTrainingError
+            | ServeError
+        )
         if isinstance(err, known):
             print(f"error: {err}", file=sys.stderr)
             return 1

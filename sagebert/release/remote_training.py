@@ -166,12 +166,18 @@ def recording_session(region: str, *, dry_run: bool) -> Any:
 
 
 def upload(uploads: list[Upload], session: Any, kms_key_arn: str | None) -> None:
-    """Put the code and base model in S3. The keys are content-addressed, but a key says nothing about the bytes
-    stored under it (an interrupted or foreign upload, another tool): an existing object is kept only when S3's
-    SHA-256 checksum of it is this upload's, and is replaced otherwise. Every upload sends its SHA-256, so S3
-    refuses bytes that were changed on the way and stores the checksum for the next comparison."""
-    s3 = session.boto_session.client("s3")
-    for item in uploads:
+    """Put the code and base model in S3 (see put_uploads), SSE-KMS with `kms_key_arn` when one is set."""
+    extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_arn} if kms_key_arn else {}
+    put_uploads(session.boto_session.client("s3"), uploads, [extra] * len(uploads))
+
+
+def put_uploads(s3: Any, uploads: list[Upload], extras: list[dict[str, Any]]) -> None:
+    """Put each upload with its PutObject parameters from `extras` (encryption, content type). The keys are
+    content-addressed, but a key says nothing about the bytes stored under it (an interrupted or foreign upload,
+    another tool): an existing object is kept only when S3's SHA-256 checksum of it is this upload's, and is
+    replaced otherwise. Every upload sends its SHA-256, so S3 refuses bytes that were changed on the way and stores
+    the checksum for the next comparison."""
+    for item, extra in zip(uploads, extras, strict=True):
         bucket, key = item.uri.removeprefix("s3://").split("/", 1)
         try:
             head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
@@ -185,7 +191,6 @@ def upload(uploads: list[Upload], session: Any, kms_key_arn: str | None) -> None
         if head is not None:
             found = head.get("ChecksumSHA256") or "none stored"
             print(f"replace  {item.uri}: its sha256 ({found}) is not this upload's", flush=True)
-        extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_arn} if kms_key_arn else {}
         s3.put_object(
             Bucket=bucket,
             Key=key,
