@@ -510,3 +510,11 @@ def test_a_refused_create_is_a_clear_error(project: dict[str, Path]) -> None:
         )
         with pytest.raises(registry.RegistryError, match=f"CreateModelPackage in group {GROUP} failed"):
             registry.register(plan, s3, sagemaker)
+
+
+def test_the_cli_writes_the_resolved_models_file_that_synth_reads() -> None:
+    # sagebert/paths.py stays standard-library only (the watchdog imports it), so it names the file itself
+    from infra.config.resolved_models import RESOLVED_MODELS_FILE
+    from sagebert import paths
+
+    assert paths.RESOLVED_MODELS == paths.ROOT / RESOLVED_MODELS_FILE
