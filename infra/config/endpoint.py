@@ -680,7 +680,9 @@ class EndpointSettings(Strict):
         if scaling.min_instances == 0 and self.compute != "async":
             raise ValueError(
                 f"endpoint.autoscaling.min_instances = 0 with compute: {self.compute}: only async endpoints scale "
-                "to zero (a real-time endpoint needs an instance to answer). Use min_instances: 1 or more."
+                "to zero (a real-time endpoint needs an instance to answer). Use min_instances: 1 or more, or serve "
+                "the model as an inference component that scales to zero (endpoint.inference_component with "
+                "scale_to_zero: true)."
             )
         if not scaling.min_instances <= self.instance_count <= scaling.max_instances:
             raise ValueError(
