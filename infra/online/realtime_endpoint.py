@@ -320,14 +320,12 @@ class RealtimeEndpoint(Construct):
                     f"latency above {rollout.max_model_latency_ms} ms.",
                 )
             )
+        owner = "endpoint's" if self.inference_component_name is None else "inference component's"
         for alarm in alarms:
             acknowledge(
                 alarm,
                 "NIST.800.53.R5-CloudWatchAlarmAction",
-                "A rollback alarm acts through the endpoint's (or inference component's) DeploymentConfig: SageMaker "
-                "reads its state during an update and rolls back; the stage's Monitoring alarms notify people."
-                if self.inference_component_name is not None
-                else "A rollback alarm acts through the endpoint's DeploymentConfig: SageMaker reads its state during an "
+                f"A rollback alarm acts through the {owner} DeploymentConfig: SageMaker reads its state during an "
                 "update and rolls back; the stage's Monitoring alarms notify people.",
             )
         return alarms

@@ -131,7 +131,9 @@ def test_copies_scale_on_invocations_per_copy_down_to_zero(serving: dict[str, An
     assert target["ScalableDimension"] == SCALABLE_DIMENSION
     assert (target["MinCapacity"], target["MaxCapacity"]) == (0, 6)
     policies = resources(serving, "AWS::ApplicationAutoScaling::ScalingPolicy")
-    (tracking,) = [p["Properties"] for p in policies.values() if p["Properties"]["PolicyType"] == "TargetTrackingScaling"]
+    (tracking,) = [
+        p["Properties"] for p in policies.values() if p["Properties"]["PolicyType"] == "TargetTrackingScaling"
+    ]
     config = tracking["TargetTrackingScalingPolicyConfiguration"]
     assert config["PredefinedMetricSpecification"] == {
         "PredefinedMetricType": "SageMakerInferenceComponentInvocationsPerCopy"
@@ -143,7 +145,9 @@ def test_copies_scale_on_invocations_per_copy_down_to_zero(serving: dict[str, An
 
 def test_a_request_that_finds_no_copy_starts_one(serving: dict[str, Any]) -> None:
     policies = resources(serving, "AWS::ApplicationAutoScaling::ScalingPolicy")
-    ((step_id, step),) = [(k, p["Properties"]) for k, p in policies.items() if p["Properties"]["PolicyType"] == "StepScaling"]
+    ((step_id, step),) = [
+        (k, p["Properties"]) for k, p in policies.items() if p["Properties"]["PolicyType"] == "StepScaling"
+    ]
     config = step["StepScalingPolicyConfiguration"]
     assert config["AdjustmentType"] == "ChangeInCapacity"
     assert config["MetricAggregationType"] == "Maximum"
@@ -173,7 +177,8 @@ def test_without_scale_to_zero_the_floor_is_the_instances_min_copies_need(always
     policies = resources(always_on, "AWS::ApplicationAutoScaling::ScalingPolicy")
     assert [p["Properties"]["PolicyType"] for p in policies.values()] == ["TargetTrackingScaling"]
     assert not [
-        a for a in resources(always_on, "AWS::CloudWatch::Alarm").values()
+        a
+        for a in resources(always_on, "AWS::CloudWatch::Alarm").values()
         if a["Properties"]["MetricName"] == NO_CAPACITY_METRIC
     ]
 
@@ -221,7 +226,10 @@ def test_production_refuses_scale_to_zero_unless_allowed(tmp_path: Path) -> None
     component["allow_scale_to_zero_in_production"] = True
     allowed = load_stage_config(write(tmp_path, production)).endpoint.inference_component
     assert allowed is not None and allowed.scale_to_zero
-    steady = {"production": True, "endpoint": {"instance_count": 2, "inference_component": {"copies": 2, "min_copies": 2}}}
+    steady = {
+        "production": True,
+        "endpoint": {"instance_count": 2, "inference_component": {"copies": 2, "min_copies": 2}},
+    }
     assert load_stage_config(write(tmp_path, steady)).endpoint.inference_component is not None
 
 
