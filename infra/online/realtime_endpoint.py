@@ -51,12 +51,15 @@ class RealtimeEndpoint(Construct):
     - deployment guardrails on every update: blue/green (all at once, canary or linear) with automatic
       rollback on per-variant 5XX and model-latency alarms, and retained instance counts under autoscaling;
     - target-tracking autoscaling (invocations per instance; backlog per instance and scale to zero for async);
+    - with `settings.inference_component`, the inference-component form: a variant without a model, with managed
+      instance scaling and least-outstanding-requests routing, the config's execution role, rollback alarms on the
+      component's metrics and no endpoint-level traffic shifting (the component itself is `InferenceComponent`);
     - data capture and async output into the stage's bucket, encrypted with the stage's key;
     - the endpoint's log group /aws/sagemaker/Endpoints/<name> (stage key, `settings.log_retention_days`).
 
     Exposes `endpoint_name`, `endpoint_arn`, `variant_names` (production variants), `instance_types`, `has_instances`,
-    `gpu`,
-    `rollback_alarms`, `async_topics` and `grant_invoke(grantee)`.
+    `gpu`, `inference_component_name` (None in the variant form), `rollback_alarms`, `async_topics`, `metric`,
+    `component_metric` and `grant_invoke(grantee)`.
     """
 
     def __init__(
