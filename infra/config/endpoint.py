@@ -310,14 +310,14 @@ class InferenceComponentSettings(Strict):
     cpu_cores: float = Field(
         1,
         ge=api.minimum("InferenceComponentComputeResourceRequirements.NumberOfCpuCoresRequired"),
-        description="CPU cores reserved for each copy (NumberOfCpuCoresRequired, from 0.25): the model-server "
-        "workers of a copy. At most the instance's vCPUs.",
+        description="CPU cores reserved for each copy (NumberOfCpuCoresRequired, from 0.25); an instance holds as "
+        "many copies as its vCPUs and memory allow. At most the instance's vCPUs.",
     )
     memory_mb: int = Field(
         1024,
         ge=api.minimum("InferenceComponentComputeResourceRequirements.MinMemoryRequiredInMb"),
-        description="Memory reserved for each copy (MinMemoryRequiredInMb, MB). int8 BERT-base needs about 600 MB "
-        "per worker; at most what the instance has.",
+        description="Memory reserved for each copy (MinMemoryRequiredInMb, MB, from 128); at most what the instance "
+        "has (e.g. 4096 on ml.c6i.large).",
     )
     target_invocations_per_copy_per_minute: int | None = Field(
         None,
