@@ -14,6 +14,8 @@ from aws_cdk import App
 from aws_cdk.assertions import Template
 
 from app import build_app, feature_flags, project_files
+from infra.catalog import compute_profiles
+from infra.config.endpoint import EndpointSettings
 from infra.config.errors import ConfigError
 from infra.config.stage import StageConfig, load_stage_config
 from infra.online.inference_component import NO_CAPACITY_METRIC, SCALABLE_DIMENSION
@@ -239,10 +241,33 @@ def test_allowing_production_without_scale_to_zero_is_refused(tmp_path: Path) ->
         load_stage_config(write(tmp_path, config))
 
 
-def test_existing_stages_keep_the_variant_form(default_artifact: Path) -> None:
+def test_the_catalog_sizes_copies_by_vcpus_and_memory() -> None:
+    # ml.c6i.large: 2 vCPUs (1 core), 4 GiB; ml.m6i.xlarge 16 GiB; ml.r5.large 16 GiB; T2 medium 4 GiB.
+    assert [compute_profiles.memory_mb(t) for t in ("ml.c6i.large", "ml.m6i.xlarge", "ml.r5.large")] == [
+        4096,
+        16384,
+        16384,
+    ]
+    assert (compute_profiles.memory_mb("ml.t2.medium"), compute_profiles.memory_mb("ml.t2.xlarge")) == (4096, 16384)
+    with pytest.raises(ValueError, match="CPU instance types only"):
+        compute_profiles.memory_mb("ml.g4dn.xlarge")
+    # Half a core per vCPU (hyperthreads), one core per vCPU on T2.
+    assert compute_profiles.target_invocations_per_copy(1, "ml.c6i.large") == 1800
+    assert compute_profiles.target_invocations_per_copy(1, "ml.t2.medium") == 3600
+    assert compute_profiles.target_invocations_per_copy(0.25, "ml.c6i.large") == 450
+    settings = EndpointSettings.model_validate(
+        {"instance_type": "ml.c6i.xlarge", "inference_component": {"cpu_cores": 1.5, "memory_mb": 3000}}
+    ).inference_component
+    assert settings is not None
+    # 4 vCPUs / 1.5 = 2 by cores, 8192 / 3000 = 2 by memory.
+    assert settings.copies_per_instance("ml.c6i.xlarge") == 2
+    assert (settings.min_instances("ml.c6i.xlarge"), settings.instance_limit("ml.c6i.xlarge")) == (1, 2)
+
+
+def test_existing_stages_keep_the_variant_form(default_artifact: Path, repo_root: Path) -> None:
     # No stage in config/ opts in: their endpoints keep the model on the variant and no component exists.
     for name in ("dev", "staging", "prod"):
-        config = load_stage_config(Path("config") / f"{name}.yaml")
+        config = load_stage_config(repo_root / "config" / f"{name}.yaml")
         assert config.endpoint.inference_component is None
     template = dict(Template.from_stack(stage({}, "plain").serving).to_json())
     assert not resources(template, "AWS::SageMaker::InferenceComponent")
