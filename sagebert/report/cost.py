@@ -2,11 +2,13 @@
 
 Three layers, so the arithmetic can be tested on fixed numbers:
 
-1. `usage_of` turns a StageConfig into plain usage dataclasses (instances, serverless, batch, API, traffic);
+1. `usage_of` turns a StageConfig into plain usage dataclasses (instances, serverless, batch, API, traffic,
+   an inference component's scale to zero);
 2. pure functions price them with a `PriceTable` (infra/catalog/prices.json, dated, with sources) and the
    throughput `make bench`, `make bench-api` and `make bench-batch` measured (`load_measured`);
 3. `report` / `render` assemble the per-stage tables, the cost per million predictions of each compute
-   profile and a recommendation (real time, serverless or batch).
+   profile, the idle saving of scale to zero (at `traffic.busy_hours_per_day`) and a recommendation (real
+   time, serverless or batch).
 
 Assumptions (each also in docs/cost.md): a month is 730 hours and 30 days; CPU capacity counts physical
 cores (an AWS vCPU is a hyperthread), each worth one pinned core's measured share; GPU and Inferentia were
