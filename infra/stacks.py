@@ -20,6 +20,7 @@ from infra.config.monitoring import MonitoringSettings
 from infra.config.stage import StageConfig
 from infra.observability.monitoring import Monitoring
 from infra.online.inference_api import InferenceApi
+from infra.online.inference_component import InferenceComponent
 from infra.online.private_network import PrivateNetwork
 from infra.online.realtime_endpoint import RealtimeEndpoint, VariantModel
 from infra.online.variants import PlannedVariant, plan_variants
@@ -200,7 +201,17 @@ class ServingStack(Stack):
             key=key,
             bucket=store.bucket,
             retain_logs=config.retain_data,
+            # In inference-component form SageMaker places the model's copies as the endpoint config's role: the
+            # model's own role (it pulls the image and reads the model data already).
+            component_role=self.model.role if endpoint.inference_component is not None else None,
         )
+        self.inference_component: InferenceComponent | None = None
+        if endpoint.inference_component is not None:
+            # The role must hold its policy before SageMaker uses it to place a copy.
+            self.endpoint.config.node.add_dependency(self.model.policy)
+            self.inference_component = InferenceComponent(
+                self, "InferenceComponent", settings=endpoint, endpoint=self.endpoint, model_name=self.model.model_name
+            )
         reads = [endpoint.async_inference.input_prefix] if endpoint.async_inference else []
         writes = [endpoint.data_capture.prefix] if endpoint.data_capture else []
         if endpoint.async_inference:
@@ -214,6 +225,13 @@ class ServingStack(Stack):
                 topics=self.endpoint.async_topics,
             )
         CfnOutput(self, "EndpointName", value=self.endpoint.endpoint_name)
+        if self.inference_component is not None:
+            CfnOutput(
+                self,
+                "InferenceComponentName",
+                value=self.inference_component.component_name,
+                description="InvokeEndpoint needs it: --inference-component-name <this>",
+            )
         for index, topic in enumerate(self.endpoint.async_topics):
             CfnOutput(
                 self,

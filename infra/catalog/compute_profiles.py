@@ -169,6 +169,30 @@ def target_invocations_per_minute(instance_type: str) -> int:
     return math.floor(MEASURED_CPU_REQUESTS_PER_S_PER_CORE * cores(instance_type) * 60 * AUTOSCALING_HEADROOM)
 
 
+def target_invocations_per_copy(cpu_cores: float, instance_type: str) -> int:
+    """Target tracking value for SageMakerInferenceComponentInvocationsPerCopy (invocations per copy per minute):
+    the measured CPU throughput per core x the physical cores a copy's cpu_cores vCPUs make (two hyperthreads a
+    core, except T2) x 60 s x the headroom; at least 1."""
+    threads = 1 if family(instance_type) in ONE_THREAD_PER_CORE_FAMILIES else 2
+    per_minute = MEASURED_CPU_REQUESTS_PER_S_PER_CORE * (cpu_cores / threads) * 60 * AUTOSCALING_HEADROOM
+    return max(1, math.floor(per_minute))
+
+
+# Memory (MiB) per vCPU of the CPU families: compute (c) 2 GiB, general purpose (m) 4 GiB, memory (r) 8 GiB;
+# T2: medium 4 GiB over 2 vCPUs, larger sizes 4 GiB per vCPU. https://aws.amazon.com/sagemaker/pricing/
+MEMORY_MB_PER_VCPU = {"c": 2048, "m": 4096, "r": 8192}
+
+
+def memory_mb(instance_type: str) -> int:
+    """Memory of a CPU instance type (MiB), e.g. ml.c6i.large: 4096."""
+    kind = family(instance_type)
+    if kind == "t2":
+        return 4096 if instance_type.endswith(".medium") else vcpus(instance_type) * 4096
+    if kind[0] not in MEMORY_MB_PER_VCPU:
+        raise ValueError(f"{instance_type!r}: memory is catalogued for CPU instance types only")
+    return vcpus(instance_type) * MEMORY_MB_PER_VCPU[kind[0]]
+
+
 def server_workers(instance_type: str, threads_per_worker: int) -> int:
     """Model-server workers for a CPU instance with `threads_per_worker` ONNX Runtime threads each
     (SAGEMAKER_MODEL_SERVER_WORKERS): together they use every vCPU and never more."""

@@ -47,6 +47,8 @@ RANGES = (
     "CreateTransformJobRequest.MaxConcurrentTransforms",
     "ResourceConfig.VolumeSizeInGB",
     "StoppingCondition.MaxRuntimeInSeconds",
+    "InferenceComponentComputeResourceRequirements.NumberOfCpuCoresRequired",
+    "InferenceComponentComputeResourceRequirements.MinMemoryRequiredInMb",
 )
 
 
@@ -61,9 +63,9 @@ def instance_types(kind: InstanceKind) -> tuple[str, ...]:
     return tuple(_load()["enums"][kind])
 
 
-def minimum(member: str) -> int | None:
-    """The API's minimum of "Structure.Member" (None: it states none)."""
-    value: int | None = _load()["ranges"][member]["min"]
+def minimum(member: str) -> int | float | None:
+    """The API's minimum of "Structure.Member" (None: it states none; a float for float members, e.g. CPU cores)."""
+    value: int | float | None = _load()["ranges"][member]["min"]
     return value
 
 

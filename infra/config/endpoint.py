@@ -7,6 +7,7 @@ Rules SageMaker enforces are enforced here, at synth, with messages that say wha
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Literal
 
@@ -280,6 +281,122 @@ class ShadowSettings(Strict):
     )
 
 
+class InferenceComponentSettings(Strict):
+    """Run the model as a SageMaker inference component: the endpoint holds instances (managed instance scaling),
+    the component holds copies of the model on them, and copies scale on their own; with scale_to_zero the endpoint
+    releases every instance when idle."""
+
+    copies: int = Field(
+        1,
+        ge=1,
+        le=MAX_INSTANCES,
+        description="Copies of the model at deployment (RuntimeConfig.CopyCount); within [min_copies, max_copies].",
+    )
+    min_copies: int = Field(
+        1,
+        ge=0,
+        le=MAX_INSTANCES,
+        description="Fewest copies copy-count scaling keeps; 0 only with scale_to_zero. Production needs at least 2.",
+    )
+    max_copies: int = Field(4, ge=1, le=MAX_INSTANCES, description="Most copies copy-count scaling starts.")
+    max_instances: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_INSTANCES,
+        description="Most instances managed instance scaling may run (ManagedInstanceScaling.MaxInstanceCount); "
+        "null: enough for max_copies (the copies that fit on one instance_type instance by cpu_cores and "
+        "memory_mb).",
+    )
+    cpu_cores: float = Field(
+        1,
+        ge=api.minimum("InferenceComponentComputeResourceRequirements.NumberOfCpuCoresRequired"),
+        description="CPU cores reserved for each copy (NumberOfCpuCoresRequired, from 0.25); an instance holds as "
+        "many copies as its vCPUs and memory allow. At most the instance's vCPUs.",
+    )
+    memory_mb: int = Field(
+        1024,
+        ge=api.minimum("InferenceComponentComputeResourceRequirements.MinMemoryRequiredInMb"),
+        description="Memory reserved for each copy (MinMemoryRequiredInMb, MB, from 128); at most what the instance "
+        "has (e.g. 4096 on ml.c6i.large).",
+    )
+    target_invocations_per_copy_per_minute: int | None = Field(
+        None,
+        ge=1,
+        description="Target of SageMakerInferenceComponentInvocationsPerCopy (invocations per copy per minute); "
+        "null: the measured int8 throughput of one core (120 requests/s) x the physical cores cpu_cores makes "
+        "(a vCPU is a hyperthread: cpu_cores / 2) x 60 x 0.5 headroom, e.g. 1800 for cpu_cores 1. Required with "
+        "threads_per_worker above 1.",
+    )
+    scale_in_cooldown_s: int = Field(300, ge=0, le=3600, description="Seconds after a scale-in before another.")
+    scale_out_cooldown_s: int = Field(60, ge=0, le=3600, description="Seconds after a scale-out before another.")
+    scale_to_zero: bool = Field(
+        False,
+        description="Let the endpoint go to zero instances when idle (min_copies 0 and ManagedInstanceScaling "
+        "MinInstanceCount 0); a step-scaling policy on NoCapacityInvocationFailures starts the first copy again. "
+        "The first request after zero fails until an instance and a copy are up (minutes): see docs/endpoint.md.",
+    )
+    allow_scale_to_zero_in_production: bool = Field(
+        False,
+        description="With production: true, allow scale_to_zero anyway (requests fail for minutes after an idle "
+        "spell). Off: production refuses scale_to_zero.",
+    )
+
+    @model_validator(mode="after")
+    def _copies(self) -> InferenceComponentSettings:
+        key = "endpoint.inference_component"
+        if self.min_copies > self.max_copies:
+            raise ValueError(
+                f"{key}: min_copies = {self.min_copies} is above max_copies = {self.max_copies}; raise max_copies or "
+                "lower min_copies."
+            )
+        if not max(self.min_copies, 1) <= self.copies <= self.max_copies:
+            raise ValueError(
+                f"{key}: copies = {self.copies} is outside [{max(self.min_copies, 1)}, {self.max_copies}] (min_copies, "
+                "at least 1, to max_copies); copy-count scaling would change it right after the deployment. Set "
+                "copies within the range."
+            )
+        if self.scale_to_zero and self.min_copies != 0:
+            raise ValueError(
+                f"{key}: scale_to_zero = true with min_copies = {self.min_copies}: the endpoint can release its last "
+                "instance only when the component may have no copy. Set min_copies: 0 or scale_to_zero: false."
+            )
+        if self.min_copies == 0 and not self.scale_to_zero:
+            raise ValueError(
+                f"{key}: min_copies = 0 without scale_to_zero: true: with no copy nothing answers, and only the "
+                "scale_to_zero step policy starts one again. Set scale_to_zero: true or min_copies: 1 or more."
+            )
+        if self.allow_scale_to_zero_in_production and not self.scale_to_zero:
+            raise ValueError(
+                f"{key}: allow_scale_to_zero_in_production = true without scale_to_zero: true allows nothing. Remove "
+                "it or set scale_to_zero: true."
+            )
+        return self
+
+    def scaling_target(self, instance_type: str) -> int:
+        """Invocations per copy per minute the component's copy count is scaled on."""
+        if self.target_invocations_per_copy_per_minute is not None:
+            return self.target_invocations_per_copy_per_minute
+        return compute_profiles.target_invocations_per_copy(self.cpu_cores, instance_type)
+
+    def copies_per_instance(self, instance_type: str) -> int:
+        """Copies of this size that fit on one instance (cores and memory)."""
+        by_cores = math.floor(compute_profiles.vcpus(instance_type) / self.cpu_cores)
+        by_memory = compute_profiles.memory_mb(instance_type) // self.memory_mb
+        return max(1, min(by_cores, by_memory))
+
+    def min_instances(self, instance_type: str) -> int:
+        """ManagedInstanceScaling.MinInstanceCount: 0 with scale_to_zero, else the instances min_copies need."""
+        if self.scale_to_zero:
+            return 0
+        return max(1, math.ceil(self.min_copies / self.copies_per_instance(instance_type)))
+
+    def instance_limit(self, instance_type: str) -> int:
+        """ManagedInstanceScaling.MaxInstanceCount: max_instances, or enough instances for max_copies."""
+        if self.max_instances is not None:
+            return self.max_instances
+        return math.ceil(self.max_copies / self.copies_per_instance(instance_type))
+
+
 class EndpointSettings(Strict):
     """The SageMaker endpoint: where it runs, how it scales, how updates roll out."""
 
@@ -368,6 +485,11 @@ class EndpointSettings(Strict):
     shadow: ShadowSettings | None = Field(None, description="A shadow variant (absent: none).")
     data_capture: DataCaptureSettings | None = Field(None, description="Request/answer capture (absent: off).")
     vpc: VpcSettings | None = Field(None, description="Run the endpoint in a new private VPC (absent: no VPC).")
+    inference_component: InferenceComponentSettings | None = Field(
+        None,
+        description="compute: cpu only: serve the model as an inference component with copy-count scaling and "
+        "optionally scale to zero (absent: the model is the variant's, scaled by autoscaling).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -424,7 +546,60 @@ class EndpointSettings(Strict):
         self._variant_rules()
         self._autoscaling_rules()
         self._worker_layout_rules()
+        self._inference_component_rules()
         return self
+
+    def _inference_component_rules(self) -> None:
+        component = self.inference_component
+        if component is None:
+            return
+        if self.compute != "cpu":
+            raise ValueError(
+                f"endpoint.inference_component with compute: {self.compute}: sagebert runs inference components on "
+                "CPU real-time endpoints only (serverless and async endpoints host no inference components; on gpu "
+                "and inferentia sagebert sizes no accelerator devices per copy). Use compute: cpu or remove "
+                "endpoint.inference_component."
+            )
+        unsupported = {
+            "autoscaling": "the component scales its copies (inference_component.min_copies / max_copies) and "
+            "managed instance scaling follows; variant autoscaling does not apply",
+            "variants": "sagebert puts its one component on the one production variant; A/B-test with two stages "
+            "or without inference components",
+            "shadow": "a shadow variant serves a model of its own, which an endpoint in inference-component form "
+            "does not have",
+            "data_capture": "sagebert does not combine data capture with inference components",
+            "threads_per_worker": "the worker layout is sized for whole instances, a copy gets "
+            "inference_component.cpu_cores of one",
+        }
+        for key, reason in unsupported.items():
+            if key in self.model_fields_set and getattr(self, key) not in (None, [], 1):
+                raise ValueError(f"endpoint.{key} is set with endpoint.inference_component: {reason}. Remove it.")
+        assert self.instance_type is not None
+        vcpus = compute_profiles.vcpus(self.instance_type)
+        if component.cpu_cores > vcpus:
+            raise ValueError(
+                f"endpoint.inference_component.cpu_cores = {component.cpu_cores:g} is above the {vcpus} vCPUs of "
+                f"{self.instance_type}: no instance could place a copy. Lower cpu_cores or choose a larger instance."
+            )
+        memory = compute_profiles.memory_mb(self.instance_type)
+        if component.memory_mb > memory:
+            raise ValueError(
+                f"endpoint.inference_component.memory_mb = {component.memory_mb} is above the {memory} MB of "
+                f"{self.instance_type}: no instance could place a copy. Lower memory_mb or choose a larger instance."
+            )
+        fits = component.copies_per_instance(self.instance_type)
+        if component.max_instances is not None and component.max_copies > fits * component.max_instances:
+            raise ValueError(
+                f"endpoint.inference_component.max_copies = {component.max_copies} do not fit on max_instances = "
+                f"{component.max_instances} x {self.instance_type} ({fits} copies each by cpu_cores and memory_mb); "
+                "copy-count scaling would wait for instances it may not start. Raise max_instances or lower "
+                "max_copies."
+            )
+        if component.instance_limit(self.instance_type) < self.instance_count:
+            raise ValueError(
+                f"endpoint.inference_component.max_instances = {component.max_instances} is below instance_count = "
+                f"{self.instance_count}. Raise max_instances or lower instance_count."
+            )
 
     def _worker_layout_rules(self) -> None:
         if self.threads_per_worker == 1:
@@ -505,7 +680,9 @@ class EndpointSettings(Strict):
         if scaling.min_instances == 0 and self.compute != "async":
             raise ValueError(
                 f"endpoint.autoscaling.min_instances = 0 with compute: {self.compute}: only async endpoints scale "
-                "to zero (a real-time endpoint needs an instance to answer). Use min_instances: 1 or more."
+                "to zero (a real-time endpoint needs an instance to answer). Use min_instances: 1 or more, or serve "
+                "the model as an inference component that scales to zero (endpoint.inference_component with "
+                "scale_to_zero: true)."
             )
         if not scaling.min_instances <= self.instance_count <= scaling.max_instances:
             raise ValueError(

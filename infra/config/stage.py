@@ -164,6 +164,19 @@ class StageConfig(Strict):
                 f"endpoint.autoscaling.min_instances = {endpoint.autoscaling.min_instances} with production: true; "
                 "scaling in below 2 instances leaves one Availability Zone. Set min_instances: 2 or more."
             )
+        component = endpoint.inference_component
+        if component is not None and component.scale_to_zero and not component.allow_scale_to_zero_in_production:
+            raise ValueError(
+                "endpoint.inference_component.scale_to_zero = true with production: true; after an idle spell every "
+                "request fails with a no-capacity error for the minutes a new instance and model copy take to start. "
+                "Set scale_to_zero: false (and min_copies: 2), or accept that with "
+                "endpoint.inference_component.allow_scale_to_zero_in_production: true."
+            )
+        if component is not None and not component.scale_to_zero and component.min_copies < 2:
+            raise ValueError(
+                f"endpoint.inference_component.min_copies = {component.min_copies} with production: true; one copy "
+                "is one instance failure away from none. Set min_copies: 2 or more."
+            )
         if not self.retain_data:
             raise ValueError(
                 "retain_data = false with production: true; production data must survive a "

@@ -31,6 +31,15 @@ class TrafficSettings(Strict):
         description="Records (texts) in each scheduled batch transform run (records/run); null: no batch input "
         "expected, a run then finds no input and starts no job.",
     )
+    busy_hours_per_day: float | None = Field(
+        None,
+        gt=0,
+        le=24,
+        description="Hours a day in which requests arrive, in one block (the rest of the day has none at all); "
+        "requests/month cannot tell how long the endpoint sits idle. Prices the idle saving of "
+        "endpoint.inference_component.scale_to_zero; null: the report assumes requests all day (no saving) and "
+        "says so.",
+    )
     average_payload_kb: float = Field(
         1,
         gt=0,

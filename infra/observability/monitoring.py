@@ -324,6 +324,9 @@ class Monitoring(Construct):
         settings = self._settings
 
         def metric(name: str, statistic: str, label: str) -> cloudwatch.Metric:
+            if endpoint.inference_component_name is not None:
+                # In inference-component form the model's invocations are published per component.
+                return endpoint.component_metric(name, statistic=statistic, period=self._period, label=label)
             return endpoint.metric(name, variant=variant, statistic=statistic, period=self._period, label=label)
 
         invocations = metric("Invocations", "Sum", "invocations")

@@ -125,7 +125,7 @@ class FrontDoorFunction:
             # Each version's snapshot is billed while the version is active: delete the old one on update.
             current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
             log_group=self.log_group,
-            environment=environment(settings, endpoint.endpoint_name),
+            environment=environment(settings, endpoint.endpoint_name, endpoint.inference_component_name),
             # The policy above holds every permission. An immutable reference keeps CDK from adding an
             # inline default policy (for tracing) beside it, and from a DependsOn on the role that the
             # Role attribute already implies (cfn-lint W3005).
@@ -157,8 +157,9 @@ class FrontDoorFunction:
             )
 
 
-def environment(settings: ApiSettings, endpoint_name: str) -> dict[str, str]:
-    """The function's environment: the endpoint, the call budget and limits, Powertools, tracing, CORS."""
+def environment(settings: ApiSettings, endpoint_name: str, inference_component: str | None = None) -> dict[str, str]:
+    """The function's environment: the endpoint (and its inference component, which InvokeEndpoint must name when
+    the endpoint has one), the call budget and limits, Powertools, tracing, CORS."""
     variables = {
         "SAGEBERT_ENDPOINT_NAME": endpoint_name,
         "SAGEBERT_READ_TIMEOUT_S": f"{settings.read_timeout_s:g}",
@@ -173,6 +174,8 @@ def environment(settings: ApiSettings, endpoint_name: str) -> dict[str, str]:
     }
     if settings.target_variant is not None:
         variables["SAGEBERT_TARGET_VARIANT"] = settings.target_variant
+    if inference_component is not None:
+        variables["SAGEBERT_INFERENCE_COMPONENT"] = inference_component
     if settings.cors_allow_origins:
         variables["SAGEBERT_CORS_ALLOW_ORIGINS"] = ",".join(settings.cors_allow_origins)
     return variables

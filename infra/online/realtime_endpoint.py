@@ -51,12 +51,15 @@ class RealtimeEndpoint(Construct):
     - deployment guardrails on every update: blue/green (all at once, canary or linear) with automatic
       rollback on per-variant 5XX and model-latency alarms, and retained instance counts under autoscaling;
     - target-tracking autoscaling (invocations per instance; backlog per instance and scale to zero for async);
+    - with `settings.inference_component`, the inference-component form: a variant without a model, with managed
+      instance scaling and least-outstanding-requests routing, the config's execution role, rollback alarms on the
+      component's metrics and no endpoint-level traffic shifting (the component itself is `InferenceComponent`);
     - data capture and async output into the stage's bucket, encrypted with the stage's key;
     - the endpoint's log group /aws/sagemaker/Endpoints/<name> (stage key, `settings.log_retention_days`).
 
     Exposes `endpoint_name`, `endpoint_arn`, `variant_names` (production variants), `instance_types`, `has_instances`,
-    `gpu`,
-    `rollback_alarms`, `async_topics` and `grant_invoke(grantee)`.
+    `gpu`, `inference_component_name` (None in the variant form), `rollback_alarms`, `async_topics`, `metric`,
+    `component_metric` and `grant_invoke(grantee)`.
     """
 
     def __init__(
@@ -71,7 +74,10 @@ class RealtimeEndpoint(Construct):
         key: kms.IKey,
         bucket: s3.IBucket,
         retain_logs: bool = True,
+        component_role: iam.IRole | None = None,
     ) -> None:
+        """`component_role` is the endpoint config's execution role in inference-component form
+        (`settings.inference_component`): the role SageMaker assumes to place the component's copies."""
         super().__init__(scope, id_)
         profile = settings.profile
         self.settings = settings
@@ -83,6 +89,13 @@ class RealtimeEndpoint(Construct):
         self.gpu: bool = settings.compute == "gpu"
         self.endpoint_name: str = endpoint_name
         self.async_topics: list[sns.ITopic] = []
+        # Inference-component form: the endpoint holds instances, the component (named like the endpoint, so alarms,
+        # scaling and the front door can name it before it exists) holds the model.
+        self.inference_component_name: str | None = None
+        if settings.inference_component is not None:
+            if component_role is None:
+                raise ValueError("an endpoint in inference-component form needs the config's execution role")
+            self.inference_component_name = endpoint_name
 
         instance_types = [v.instance_type for v in [*variants, *([shadow] if shadow else [])] if v.instance_type]
         # NVMe instance storage is encrypted in hardware and SageMaker rejects a KMS key for it; serverless
@@ -93,6 +106,7 @@ class RealtimeEndpoint(Construct):
             "Config",
             kms_key_id=key.key_arn if volume_key else None,
             production_variants=[self._variant(settings, v) for v in variants],
+            execution_role_arn=component_role.role_arn if component_role is not None else None,
             shadow_production_variants=[self._variant(settings, shadow)] if shadow else None,
             data_capture_config=self._data_capture(settings, bucket, key),
             async_inference_config=self._async(settings, bucket, key),
@@ -122,12 +136,17 @@ class RealtimeEndpoint(Construct):
             if rollout.strategy == "linear"
             else None,
         )
+        # In inference-component form the model is updated on the component, which rolls its copies over with these
+        # alarms (InferenceComponent); the endpoint itself changes only with its instances.
+        endpoint_guardrails = self.inference_component_name is None
         self.endpoint = sagemaker.CfnEndpoint(
             self,
             "Endpoint",
             endpoint_name=endpoint_name,
             endpoint_config_name=self.config.attr_endpoint_config_name,
-            deployment_config=sagemaker.CfnEndpoint.DeploymentConfigProperty(
+            deployment_config=None
+            if not endpoint_guardrails
+            else sagemaker.CfnEndpoint.DeploymentConfigProperty(
                 blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
                     traffic_routing_configuration=routing,
                     termination_wait_in_seconds=rollout.termination_wait_s,
@@ -172,6 +191,25 @@ class RealtimeEndpoint(Construct):
     def _variant(
         settings: EndpointSettings, variant: VariantModel
     ) -> sagemaker.CfnEndpointConfig.ProductionVariantProperty:
+        component = settings.inference_component
+        if component is not None:
+            assert variant.instance_type is not None
+            return sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                # No model: the inference component brings it. Managed instance scaling starts and releases
+                # instances as the component's copies need them (to zero with scale_to_zero).
+                variant_name=variant.name,
+                instance_type=variant.instance_type,
+                initial_instance_count=variant.instance_count,
+                volume_size_in_gb=settings.volume_size_gb,
+                managed_instance_scaling=sagemaker.CfnEndpointConfig.ManagedInstanceScalingProperty(
+                    status="ENABLED",
+                    min_instance_count=component.min_instances(variant.instance_type),
+                    max_instance_count=component.instance_limit(variant.instance_type),
+                ),
+                routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(
+                    routing_strategy="LEAST_OUTSTANDING_REQUESTS"
+                ),
+            )
         if not settings.profile.instances:
             assert settings.serverless is not None
             serverless = settings.serverless
@@ -255,6 +293,10 @@ class RealtimeEndpoint(Construct):
         for variant in self.variant_names:
             errors = self.metric("Invocation5XXErrors", variant=variant, statistic="Sum")
             latency = self.metric("ModelLatency", variant=variant, statistic="p99")  # microseconds
+            if self.inference_component_name is not None:
+                # The component's invocations are published per component (InferenceComponentName).
+                errors = self.component_metric("Invocation5XXErrors", statistic="Sum")
+                latency = self.component_metric("ModelLatency", statistic="p99")
             alarms.append(
                 cloudwatch.Alarm(
                     self,
@@ -281,11 +323,12 @@ class RealtimeEndpoint(Construct):
                     f"latency above {rollout.max_model_latency_ms} ms.",
                 )
             )
+        owner = "endpoint's" if self.inference_component_name is None else "inference component's"
         for alarm in alarms:
             acknowledge(
                 alarm,
                 "NIST.800.53.R5-CloudWatchAlarmAction",
-                "A rollback alarm acts through the endpoint's DeploymentConfig: SageMaker reads its state during an "
+                f"A rollback alarm acts through the {owner} DeploymentConfig: SageMaker reads its state during an "
                 "update and rolls back; the stage's Monitoring alarms notify people.",
             )
         return alarms
@@ -360,6 +403,22 @@ class RealtimeEndpoint(Construct):
             namespace=ENDPOINT_METRIC_NAMESPACE if instance else ENDPOINT_NAMESPACE,
             metric_name=name,
             dimensions_map=dimensions,
+            statistic=statistic,
+            period=period or Duration.minutes(1),
+            label=label,
+        )
+
+    def component_metric(
+        self, name: str, *, statistic: str, period: Duration | None = None, label: str | None = None
+    ) -> cloudwatch.Metric:
+        """A CloudWatch metric of this endpoint's inference component (dimension InferenceComponentName), one-minute
+        periods unless `period` says otherwise."""
+        if self.inference_component_name is None:
+            raise ValueError(f"{self.endpoint_name} has no inference component")
+        return cloudwatch.Metric(
+            namespace=ENDPOINT_NAMESPACE,
+            metric_name=name,
+            dimensions_map={"InferenceComponentName": self.inference_component_name},
             statistic=statistic,
             period=period or Duration.minutes(1),
             label=label,

@@ -133,6 +133,8 @@ def _invoke(client: Any, settings: Settings, body: bytes) -> tuple[str, float, s
     request.update(ContentType=JSON, Accept=JSON)
     if settings.target_variant:
         request["TargetVariant"] = settings.target_variant
+    if settings.inference_component:
+        request["InferenceComponentName"] = settings.inference_component
     started = time.perf_counter()
     try:
         response = _invoke_with_retries(client, settings, request)

@@ -23,6 +23,8 @@ class SettingsError(ValueError):
 class Settings:
     endpoint_name: str
     target_variant: str | None = None
+    # Set when the endpoint serves the model as an inference component: InvokeEndpoint must then name it.
+    inference_component: str | None = None
     read_timeout_s: float = 8.0
     connect_timeout_s: float = 2.0
     max_attempts: int = 2
@@ -38,6 +40,7 @@ class Settings:
         settings = cls(
             endpoint_name=endpoint,
             target_variant=environ.get("SAGEBERT_TARGET_VARIANT", "").strip() or None,
+            inference_component=environ.get("SAGEBERT_INFERENCE_COMPONENT", "").strip() or None,
             read_timeout_s=_number(environ, "SAGEBERT_READ_TIMEOUT_S", 8.0, float),
             connect_timeout_s=_number(environ, "SAGEBERT_CONNECT_TIMEOUT_S", 2.0, float),
             max_attempts=_number(environ, "SAGEBERT_MAX_ATTEMPTS", 2, int),

@@ -2,11 +2,13 @@
 
 Three layers, so the arithmetic can be tested on fixed numbers:
 
-1. `usage_of` turns a StageConfig into plain usage dataclasses (instances, serverless, batch, API, traffic);
+1. `usage_of` turns a StageConfig into plain usage dataclasses (instances, serverless, batch, API, traffic,
+   an inference component's scale to zero);
 2. pure functions price them with a `PriceTable` (infra/catalog/prices.json, dated, with sources) and the
    throughput `make bench`, `make bench-api` and `make bench-batch` measured (`load_measured`);
 3. `report` / `render` assemble the per-stage tables, the cost per million predictions of each compute
-   profile and a recommendation (real time, serverless or batch).
+   profile, the idle saving of scale to zero (at `traffic.busy_hours_per_day`) and a recommendation (real
+   time, serverless or batch).
 
 Assumptions (each also in docs/cost.md): a month is 730 hours and 30 days; CPU capacity counts physical
 cores (an AWS vCPU is a hyperthread), each worth one pinned core's measured share; GPU and Inferentia were
@@ -179,6 +181,17 @@ class TrafficUsage:
 
 
 @dataclass(frozen=True)
+class ScaleToZeroUsage:
+    """An inference component that may leave zero instances: the instances it keeps while requests arrive, and how
+    long it takes to release them once they stop."""
+
+    instance_type: str
+    busy_instances: int  # the floor while requests arrive: the instances min 1 copy needs
+    scale_in_delay_h: float  # from the last request to the instance's release
+    busy_hours_per_day: float | None  # None: requests all day (traffic.busy_hours_per_day unset)
+
+
+@dataclass(frozen=True)
 class StageUsage:
     stage: str
     production: bool
@@ -188,6 +201,7 @@ class StageUsage:
     batch: BatchUsage | None
     lambda_memory_mb: int | None  # None: the stage has no API front door
     traffic: TrafficUsage | None
+    scale_to_zero: ScaleToZeroUsage | None = None
 
 
 def usage_of(stage: str, config: StageConfig) -> StageUsage:
@@ -204,7 +218,11 @@ def usage_of(stage: str, config: StageConfig) -> StageUsage:
     elif endpoint.instance_type is not None:
         main_type, count = endpoint.instance_type, endpoint.instance_count
         scaling = endpoint.autoscaling
+        component = endpoint.inference_component
         low, high = (scaling.min_instances, scaling.max_instances) if scaling is not None else (count, count)
+        if component is not None:
+            # Managed instance scaling: from the instances min_copies need (0 with scale to zero) to the cap.
+            low, high = component.min_instances(main_type), component.instance_limit(main_type)
         instances.append(InstanceUsage(endpoint.variant_name, main_type, low, high))
         for variant in endpoint.variants:
             kind = variant.instance_type or main_type
@@ -237,6 +255,16 @@ def usage_of(stage: str, config: StageConfig) -> StageUsage:
         if config.batch is not None
         else None
     )
+    component = endpoint.inference_component
+    idle: ScaleToZeroUsage | None = None
+    if component is not None and component.scale_to_zero and endpoint.instance_type is not None:
+        idle = ScaleToZeroUsage(
+            instance_type=endpoint.instance_type,
+            # While requests arrive, copy-count scaling keeps at least one copy: one instance at low traffic.
+            busy_instances=1,
+            scale_in_delay_h=(SCALE_IN_ALARM_S + component.scale_in_cooldown_s) / 3600,
+            busy_hours_per_day=traffic_settings.busy_hours_per_day if traffic_settings is not None else None,
+        )
     return StageUsage(
         stage=stage,
         production=config.production,
@@ -246,10 +274,66 @@ def usage_of(stage: str, config: StageConfig) -> StageUsage:
         batch=batch,
         lambda_memory_mb=config.api.memory_mb if config.api is not None else None,
         traffic=traffic,
+        scale_to_zero=idle,
     )
 
 
 # ----- pure arithmetic -------------------------------------------------------------------------------------
+
+
+# Target tracking scales in only after its low alarm has held for 15 one-minute periods (Application Auto
+# Scaling's own alarm), then waits the scale-in cooldown: the endpoint bills that long after the last request.
+SCALE_IN_ALARM_S = 15 * 60
+
+
+def billed_hours_with_scale_to_zero(busy_hours_per_day: float, scale_in_delay_h: float) -> float:
+    """Instance-hours a month of one instance that is released after each day's one block of requests: the busy
+    hours plus the scale-in delay, at most the whole day."""
+    return min(24.0, busy_hours_per_day + scale_in_delay_h) * HOURS_PER_MONTH / 24
+
+
+@dataclass(frozen=True)
+class IdleSaving:
+    """What scale to zero saves at the stated traffic."""
+
+    instance_type: str
+    instances: int
+    hours_without: float  # per instance, per month
+    hours_with: float
+    monthly_without: float
+    monthly_with: float
+    assumption: str
+
+    @property
+    def monthly_saving(self) -> float:
+        return self.monthly_without - self.monthly_with
+
+
+def idle_saving(idle: ScaleToZeroUsage, hourly: float) -> IdleSaving:
+    busy = idle.busy_hours_per_day
+    hours_with = HOURS_PER_MONTH if busy is None else billed_hours_with_scale_to_zero(busy, idle.scale_in_delay_h)
+    delay_min = round(idle.scale_in_delay_h * 60)
+    if busy is None:
+        assumption = (
+            "traffic.busy_hours_per_day is not set: requests are assumed all day, so the endpoint never idles long "
+            "enough to reach zero (no saving); set it to price the idle hours"
+        )
+    else:
+        assumption = (
+            f"requests arrive in one block of {busy:g} h a day and none at all the other {24 - busy:g} h; each day "
+            f"bills {delay_min} min more after the last request (15 min of the scale-in alarm + "
+            "inference_component.scale_in_cooldown_s) before the last instance goes, and the first request after "
+            "that fails while an instance and a copy start (minutes, not billed here)"
+        )
+    return IdleSaving(
+        instance_type=idle.instance_type,
+        instances=idle.busy_instances,
+        hours_without=HOURS_PER_MONTH,
+        hours_with=hours_with,
+        monthly_without=instance_monthly(hourly, idle.busy_instances),
+        monthly_with=instance_monthly(hourly, idle.busy_instances, hours_with),
+        assumption=assumption,
+    )
 
 
 def instance_monthly(hourly: float, count: int, hours: float = HOURS_PER_MONTH) -> float:
@@ -533,6 +617,7 @@ class StageReport:
     items: list[LineItem] = field(default_factory=list)
     per_million: list[PerMillion] = field(default_factory=list)
     recommendation: Recommendation | None = None
+    idle_saving: IdleSaving | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -563,6 +648,8 @@ def stage_report(usage: StageUsage, prices: PriceTable, measured: Measured) -> S
     # The model runs each text of a request alone (int8), so a request's time grows with its texts.
     request_s = measured.latency_single_text_ms.value * texts / 1000
 
+    if usage.scale_to_zero is not None:
+        report.idle_saving = idle_saving(usage.scale_to_zero, prices.instance_hourly(usage.scale_to_zero.instance_type))
     for group in usage.instances:
         hourly = prices.instance_hourly(group.instance_type)
         report.items.append(
@@ -862,6 +949,24 @@ def render(reports: list[StageReport], prices: PriceTable) -> str:
                 for p in r.per_million
             ]
             lines += columns(pm, right=(2, 3), indent="  ")
+        if r.idle_saving is not None:
+            s = r.idle_saving
+            lines += ["", f"  scale to zero ({s.instances} x {s.instance_type} while requests arrive):"]
+            lines += columns(
+                [
+                    ("", "instance-hours/month", "monthly USD"),
+                    ("without scale to zero", f"{s.instances * s.hours_without:,.0f}", f"{s.monthly_without:,.2f}"),
+                    ("with scale to zero", f"{s.instances * s.hours_with:,.0f}", f"{s.monthly_with:,.2f}"),
+                    (
+                        "idle saving",
+                        f"{s.instances * (s.hours_without - s.hours_with):,.0f}",
+                        f"{s.monthly_saving:,.2f}",
+                    ),
+                ],
+                right=(1, 2),
+                indent="    ",
+            )
+            lines.append(f"    assumption: {s.assumption}.")
         if r.recommendation is not None:
             lines += ["", f"  recommendation: {r.recommendation.choice}: {r.recommendation.reason}"]
         lines += [f"  note: {n}" for n in r.notes]
@@ -900,6 +1005,9 @@ def main(config_dir: Path = paths.CONFIG_DIR, stage: str | None = None, json_pat
                     "total_high": r.total_high,
                     "per_million": [asdict(p) for p in r.per_million],
                     "recommendation": asdict(r.recommendation) if r.recommendation else None,
+                    "idle_saving": {**asdict(r.idle_saving), "monthly_saving": r.idle_saving.monthly_saving}
+                    if r.idle_saving
+                    else None,
                     "notes": r.notes,
                 }
                 for r in reports

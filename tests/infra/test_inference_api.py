@@ -21,6 +21,7 @@ from infra.catalog.powertools import POWERTOOLS_VERSION
 from infra.config.api import ApiSettings, WafSettings
 from infra.config.base import LOG_RETENTION_DAYS
 from infra.config.endpoint import EndpointSettings
+from infra.online import front_door_function
 from infra.online.api_auth import ApiAuth
 from infra.online.api_firewall import ApiFirewall
 from infra.online.front_door_function import FrontDoorFunction
@@ -682,3 +683,12 @@ def test_api_firewall_alone_guards_the_stage_it_is_given_and_logs_what_it_stops(
     assert log_group["DeletionPolicy"] == "RetainExceptOnCreate"
     assert stack.resolve(firewall.web_acl.attr_arn) == {"Fn::GetAtt": [acl_id, "Arn"]}
     assert stack.resolve(firewall.log_group.log_group_name) == {"Ref": log_group_id}
+
+
+def test_the_front_door_reads_back_the_inference_component_the_stack_sets() -> None:
+    # An endpoint in inference-component form: the stack names the component, the function sends it.
+    from front_door.settings import Settings
+
+    variables = front_door_function.environment(ApiSettings(), "sagebert-test", "sagebert-test")
+    assert Settings.from_env(variables).inference_component == "sagebert-test"
+    assert "SAGEBERT_INFERENCE_COMPONENT" not in front_door_function.environment(ApiSettings(), "sagebert-test")

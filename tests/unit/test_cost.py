@@ -193,6 +193,59 @@ def test_usage_of_a_config_with_autoscaling_reads_min_and_max() -> None:
     assert "2-4 x ml.c6i.xlarge" in endpoint.quantity
 
 
+def test_billed_hours_with_scale_to_zero() -> None:
+    # 8 busy hours and a 20-minute scale-in delay a day: 8.333 h x 730 / 24 = 253.5 h a month; never above 730.
+    assert cost.billed_hours_with_scale_to_zero(8, 20 / 60) == pytest.approx((8 + 1 / 3) * 730 / 24)
+    assert cost.billed_hours_with_scale_to_zero(23.9, 1.0) == 730
+
+
+def scale_to_zero_stage(traffic: dict[str, object]) -> StageConfig:
+    return StageConfig.model_validate(
+        {
+            "endpoint": {
+                "instance_type": "ml.c6i.large",
+                "inference_component": {"min_copies": 0, "max_copies": 4, "scale_to_zero": True},
+            },
+            "traffic": {"requests_per_month": 100_000, "peak_requests_per_second": 5, **traffic},
+        }
+    )
+
+
+def test_the_idle_saving_of_scale_to_zero_at_the_stated_busy_hours() -> None:
+    # Given a component that scales to zero and requests 6 h a day, when the report prices the stage, then the
+    # endpoint line runs from 0 instances, and one instance bills the busy hours plus the scale-in delay
+    # (15 min alarm + 300 s cooldown = 20 min) instead of 730 h.
+    usage = cost.usage_of("dev", scale_to_zero_stage({"busy_hours_per_day": 6}))
+    assert usage.instances == (cost.InstanceUsage("AllTraffic", "ml.c6i.large", 0, 2),)
+    assert usage.scale_to_zero == cost.ScaleToZeroUsage("ml.c6i.large", 1, 20 / 60, 6)
+    table = prices_module.load()
+    report = cost.stage_report(usage, table, cost.load_measured())
+    hourly = table.instance_hourly("ml.c6i.large")
+    saving = report.idle_saving
+    assert saving is not None
+    assert saving.hours_with == pytest.approx((6 + 1 / 3) * 730 / 24)
+    assert saving.monthly_without == pytest.approx(730 * hourly)
+    assert saving.monthly_saving == pytest.approx((730 - (6 + 1 / 3) * 730 / 24) * hourly)
+    assert "one block of 6 h a day" in saving.assumption and "20 min" in saving.assumption
+    text = cost.render([report], table)
+    assert "scale to zero (1 x ml.c6i.large while requests arrive)" in text
+    assert f"idle saving                             {730 - saving.hours_with:,.0f}" in text
+    assert "assumption: requests arrive in one block of 6 h a day" in text
+
+
+def test_without_busy_hours_the_report_assumes_requests_all_day() -> None:
+    usage = cost.usage_of("dev", scale_to_zero_stage({}))
+    report = cost.stage_report(usage, prices_module.load(), cost.load_measured())
+    assert report.idle_saving is not None
+    assert report.idle_saving.monthly_saving == 0
+    assert "traffic.busy_hours_per_day is not set" in report.idle_saving.assumption
+
+
+def test_busy_hours_are_hours_of_a_day() -> None:
+    with pytest.raises(ValueError, match="less than or equal to 24"):
+        TrafficSettings(requests_per_month=1, peak_requests_per_second=1, busy_hours_per_day=25)
+
+
 def test_traffic_settings_are_strict() -> None:
     with pytest.raises(ValueError, match="extra"):
         TrafficSettings(requests_per_month=1, peak_requests_per_second=1, colour="red")  # type: ignore[call-arg]

@@ -66,6 +66,20 @@ def test_the_target_variant_and_charset_parameter(client: Any) -> None:
     assert status == 200
 
 
+def test_an_inference_component_is_named_in_every_call(client: Any) -> None:
+    # An endpoint that serves its model as an inference component answers only calls that name the component.
+    settings = Settings.from_env({"SAGEBERT_ENDPOINT_NAME": ENDPOINT, "SAGEBERT_INFERENCE_COMPONENT": "sagebert-dev"})
+    assert settings.inference_component == "sagebert-dev"
+    with Stubber(client) as stub:
+        expected = {"EndpointName": ENDPOINT, "Body": GOOD, "ContentType": JSON, "Accept": JSON}
+        stub.add_response(
+            "invoke_endpoint", model_answer(), expected_params={**expected, "InferenceComponentName": "sagebert-dev"}
+        )
+        status, _, _ = answer(event(GOOD, JSON), client, settings)
+    assert status == 200
+    assert Settings.from_env({"SAGEBERT_ENDPOINT_NAME": ENDPOINT}).inference_component is None
+
+
 TOO_DEEP = b"[" * 100_000 + b"]" * 100_000
 BAD_REQUESTS = [
     # (body, content type, base64, status, code, what the message says)

@@ -16,6 +16,7 @@ from infra.config.endpoint import (
     AsyncSettings,
     DataCaptureSettings,
     EndpointSettings,
+    InferenceComponentSettings,
     RolloutSettings,
     ServerlessSettings,
     ShadowSettings,
@@ -47,6 +48,12 @@ BINDINGS: list[tuple[type[BaseModel], str, str]] = [
     (BatchSettings, "invocation_max_retries", "ModelClientConfig.InvocationsMaxRetries"),
     (BatchSettings, "max_concurrent_transforms", "CreateTransformJobRequest.MaxConcurrentTransforms"),
     (TrainingSettings, "volume_size_gb", "ResourceConfig.VolumeSizeInGB"),
+    (
+        InferenceComponentSettings,
+        "cpu_cores",
+        "InferenceComponentComputeResourceRequirements.NumberOfCpuCoresRequired",
+    ),
+    (InferenceComponentSettings, "memory_mb", "InferenceComponentComputeResourceRequirements.MinMemoryRequiredInMb"),
 ]
 
 
