@@ -91,6 +91,13 @@ def registry_groups(config: PipelineConfig, stages: dict[str, StageConfig]) -> d
     return {name: groups for name, groups in found.items() if groups}
 
 
+# An endpoint that scales to zero answers errors (503 through the front door, which the smoke test retries) until
+# an instance and a model copy are back: "several minutes" per SageMaker's scale-to-zero guide
+# (https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-auto-scaling-zero-instances.html).
+SCALE_FROM_ZERO_WAIT_S = 900
+SCALE_FROM_ZERO_RETRY_WAIT_S = 30
+
+
 def smoke_role_name(stage: str) -> str:
     """The stage account's role the smoke test assumes (named: the tooling account must know its ARN)."""
     return f"sagebert-smoke-test-{stage}"
@@ -339,6 +346,14 @@ class PromotionPipeline(Construct):
         role_arn = f"arn:{Aws.PARTITION}:iam::{account}:role/{smoke_role_name(name)}"
         outputs = {"API_URL": api.api_url_output}
         command = f'python -m sagebert smoke --url "$API_URL" --region {region} --role-arn "$SMOKE_ROLE_ARN"'
+        timeout = Duration.minutes(10)
+        component = stage.config.endpoint.inference_component
+        if component is not None and component.scale_to_zero:
+            # The stage may be at zero instances when its smoke test runs (a promotion that did not change it):
+            # keep trying through a cold start instead of stopping the promotion.
+            attempts = SCALE_FROM_ZERO_WAIT_S // SCALE_FROM_ZERO_RETRY_WAIT_S + 1
+            command += f" --attempts {attempts} --retry-wait {SCALE_FROM_ZERO_RETRY_WAIT_S}"
+            timeout = Duration.minutes(10 + SCALE_FROM_ZERO_WAIT_S // 60)
         if api.api_key_id_output is not None:
             outputs["API_KEY_ID"] = api.api_key_id_output
             command += ' --api-key-id "$API_KEY_ID"'
@@ -366,7 +381,7 @@ class PromotionPipeline(Construct):
                 build_image=BUILD_IMAGE, compute_type=codebuild.ComputeType.SMALL
             ),
             partial_build_spec=_runtimes(SMOKE_RUNTIMES),
-            timeout=Duration.minutes(10),
+            timeout=timeout,
         )
 
     def _harden_artifact_bucket(self) -> None:

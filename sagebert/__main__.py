@@ -10,7 +10,7 @@ from pathlib import Path
 from sagebert import paths
 
 # Stdlib only, like this module: the pipeline's smoke step runs `python -m sagebert smoke` with botocore alone.
-from sagebert.local.smoke import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT_S
+from sagebert.local.smoke import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT_S, RETRY_WAIT_S
 
 
 def _code_root(folder: Path) -> None:
@@ -201,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_ATTEMPTS,
         help=f"tries on 5xx, 429 or no answer (default {DEFAULT_ATTEMPTS})",
     )
+    smoke.add_argument(
+        "--retry-wait",
+        type=float,
+        default=RETRY_WAIT_S,
+        help=f"seconds between tries (default {RETRY_WAIT_S:g}; longer for a stage that scales to zero)",
+    )
 
     cost = commands.add_parser(
         "cost", help="monthly cost per stage, cost per million predictions, a recommendation (make cost)"
@@ -330,7 +336,13 @@ def main(argv: list[str] | None = None) -> int:
             from sagebert.local import smoke as smoke_module
 
             return smoke_module.main(
-                args.url, args.region, args.api_key_id, args.role_arn, timeout_s=args.timeout, attempts=args.attempts
+                args.url,
+                args.region,
+                args.api_key_id,
+                args.role_arn,
+                timeout_s=args.timeout,
+                attempts=args.attempts,
+                retry_wait_s=args.retry_wait,
             )
         if args.command == "cost":
             from sagebert.report import cost as cost_module

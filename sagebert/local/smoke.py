@@ -164,10 +164,17 @@ def main(
     role_arn: str | None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     attempts: int = DEFAULT_ATTEMPTS,
+    retry_wait_s: float = RETRY_WAIT_S,
 ) -> int:
     try:
         predictions = smoke(
-            url, region=region, api_key_id=api_key_id, role_arn=role_arn, timeout_s=timeout_s, attempts=attempts
+            url,
+            region=region,
+            api_key_id=api_key_id,
+            role_arn=role_arn,
+            timeout_s=timeout_s,
+            attempts=attempts,
+            retry_wait_s=retry_wait_s,
         )
     except SmokeError as err:
         print(f"smoke test FAILED: POST {url}: {err}", file=sys.stderr)

@@ -13,6 +13,7 @@ import pytest
 
 from infra.config.model import RegistryModel
 from infra.config.stage import StageConfig
+from infra.pipeline import SCALE_FROM_ZERO_RETRY_WAIT_S, SCALE_FROM_ZERO_WAIT_S
 from sagebert.local import smoke
 
 pytestmark = pytest.mark.deployed
@@ -29,8 +30,18 @@ def test_the_endpoint_is_in_service(aws: Any, outputs: dict[str, str]) -> None:
 def test_the_api_answers_a_prediction(aws: Any, stage_config: StageConfig, outputs: dict[str, str]) -> None:
     if stage_config.api is None:
         pytest.skip("this stage has no api: section")
+    component = stage_config.endpoint.inference_component
+    # A stage that scales to zero may be at zero instances: keep trying through the cold start, as the pipeline does.
+    waits = (
+        {
+            "attempts": SCALE_FROM_ZERO_WAIT_S // SCALE_FROM_ZERO_RETRY_WAIT_S + 1,
+            "retry_wait_s": SCALE_FROM_ZERO_RETRY_WAIT_S,
+        }
+        if component is not None and component.scale_to_zero
+        else {}
+    )
     predictions = smoke.smoke(
-        outputs["ApiUrl"], region=aws.get_config_variable("region"), api_key_id=outputs.get("ApiKeyId")
+        outputs["ApiUrl"], region=aws.get_config_variable("region"), api_key_id=outputs.get("ApiKeyId"), **waits
     )
     assert predictions[0]["label"] in {"positive", "negative"}
 
@@ -60,13 +71,17 @@ def test_a_small_batch_runs_to_its_manifest(aws: Any, stage_config: StageConfig,
 
 
 def test_the_alarms_exist(aws: Any, stage_config: StageConfig, outputs: dict[str, str]) -> None:
-    # The rollback alarms watch the endpoint by name; monitoring adds its own to the stage's topic.
+    # The rollback alarms watch the endpoint by name (an inference component's, by the component's name);
+    # monitoring adds its own to the stage's topic.
     cloudwatch = aws.create_client("cloudwatch")
+    watched = [{"Name": "EndpointName", "Value": outputs["EndpointName"]}]
+    if "InferenceComponentName" in outputs:
+        watched.append({"Name": "InferenceComponentName", "Value": outputs["InferenceComponentName"]})
     alarms = [
         alarm
         for page in cloudwatch.get_paginator("describe_alarms").paginate()
         for alarm in page["MetricAlarms"]
-        if {"Name": "EndpointName", "Value": outputs["EndpointName"]} in alarm.get("Dimensions", [])
+        if any(dimension in alarm.get("Dimensions", []) for dimension in watched)
     ]
     metrics = {alarm["MetricName"] for alarm in alarms}
     assert {"Invocation5XXErrors", "ModelLatency"} <= metrics, sorted(metrics)

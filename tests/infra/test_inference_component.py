@@ -264,9 +264,11 @@ def test_the_catalog_sizes_copies_by_vcpus_and_memory() -> None:
     assert (settings.min_instances("ml.c6i.xlarge"), settings.instance_limit("ml.c6i.xlarge")) == (1, 2)
 
 
-def test_existing_stages_keep_the_variant_form(default_artifact: Path, repo_root: Path) -> None:
-    # No stage in config/ opts in: their endpoints keep the model on the variant and no component exists.
-    for name in ("dev", "staging", "prod"):
+def test_dev_scales_to_zero_and_staging_and_prod_keep_the_variant_form(default_artifact: Path, repo_root: Path) -> None:
+    # dev bills only the hours it is used; the stages that take production traffic keep whole instances.
+    dev = load_stage_config(repo_root / "config" / "dev.yaml").endpoint.inference_component
+    assert dev is not None and dev.scale_to_zero and dev.min_copies == 0
+    for name in ("staging", "prod"):
         config = load_stage_config(repo_root / "config" / f"{name}.yaml")
         assert config.endpoint.inference_component is None
     template = dict(Template.from_stack(stage({}, "plain").serving).to_json())

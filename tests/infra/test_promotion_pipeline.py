@@ -19,7 +19,14 @@ from app import ROOT, build_app, feature_flags, project_files
 from infra.config.errors import ConfigError
 from infra.config.pipeline import PipelineConfig, load_pipeline_config
 from infra.config.stage import StageConfig, load_all
-from infra.pipeline import PIPELINE_STACK, PipelineStack, smoke_role_name, smoke_runner_role_name
+from infra.pipeline import (
+    PIPELINE_STACK,
+    SCALE_FROM_ZERO_RETRY_WAIT_S,
+    SCALE_FROM_ZERO_WAIT_S,
+    PipelineStack,
+    smoke_role_name,
+    smoke_runner_role_name,
+)
 from sagebert.report import synth as synth_report
 
 ACCOUNTS = {"dev": "111111111111", "staging": "222222222222", "prod": "333333333333"}
@@ -229,6 +236,12 @@ def test_a_smoke_test_runs_after_every_stage_with_an_api(assembly: CloudAssembly
         # dev (here) authorizes with an API key; staging and prod with IAM (SigV4).
         assert ('--api-key-id "$API_KEY_ID"' in command) == (name == "dev")
         assert ("API_KEY_ID" in variables) == (name == "dev")
+        # dev scales to zero: its smoke test keeps trying through a cold start (15 min), and its build may last that
+        # long; the others fail fast.
+        cold_start = f"--attempts {SCALE_FROM_ZERO_WAIT_S // SCALE_FROM_ZERO_RETRY_WAIT_S + 1} --retry-wait 30"
+        assert (cold_start in command) == (name == "dev")
+        timeout = project(assembly, smoke)["Properties"]["TimeoutInMinutes"]
+        assert timeout == (10 + SCALE_FROM_ZERO_WAIT_S // 60 if name == "dev" else 10)
 
 
 def test_smoke_test_permissions_are_least_privilege(assembly: CloudAssembly) -> None:

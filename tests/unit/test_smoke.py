@@ -237,3 +237,14 @@ def test_the_role_is_assumed_and_its_credentials_sign(stage: tuple[FakeStage, st
 def test_a_plain_http_url_elsewhere_is_refused() -> None:
     with pytest.raises(smoke.SmokeError, match="must be an https:// URL"):
         smoke.smoke("http://example.com/api/v1/predict", region="eu-west-1")
+
+
+def test_the_cli_waits_as_long_as_it_is_told_between_tries(stage: tuple[FakeStage, str]) -> None:
+    # A stage that scales to zero answers 503 until an instance is back: the pipeline passes more tries, further
+    # apart (here 0.2 s), and the command keeps trying through them.
+    fake, url = stage
+    fake.answers = [(503, b'{"code": "ServiceUnavailable"}')] * 3 + [(200, json.dumps(GOOD).encode())]
+    started = time.monotonic()
+    assert cli(["smoke", "--url", url, "--region", "eu-west-1", "--attempts", "4", "--retry-wait", "0.2"]) == 0
+    assert len(predicts(fake)) == 4
+    assert time.monotonic() - started >= 3 * 0.2
