@@ -347,7 +347,7 @@ def _registry_set_checks(config_dir: Path, stages: dict[str, StageConfig]) -> No
                     )
                 continue
             key_prefix = model.model_data_prefix.removeprefix("s3://").split("/", 1)[1]
-            if key_prefix != owner.registry.prefix:
+            if not key_prefix.startswith(owner.registry.prefix):
                 raise ConfigError(
                     f"{where}.model_data_prefix = {model.model_data_prefix!r}: `register` uploads {group}'s archives "
                     f"under {owner.registry.prefix!r} ({owners[0]}.yaml registry.prefix), so the execution role could "

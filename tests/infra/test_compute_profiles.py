@@ -30,6 +30,9 @@ S3_URI = "s3://releases-bucket/sagebert/v8/model.tar.gz"
 def _profile_endpoint(endpoint: dict[str, Any], compute: str) -> dict[str, Any]:
     """The shipped stage's endpoint section moved onto one compute profile, keeping the stage's rules."""
     endpoint = dict(endpoint, compute=compute)
+    # The model on the variant, for every profile: dev's inference component (its scale-to-zero form, CPU real
+    # time only) is tested on its own in test_inference_component.py.
+    endpoint.pop("inference_component", None)
     if compute == "gpu":
         endpoint["instance_type"] = "ml.g4dn.xlarge"
     elif compute == "inferentia":

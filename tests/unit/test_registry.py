@@ -57,7 +57,7 @@ endpoint:
   instance_type: ml.c6i.xlarge
   variants:
     - {{name: Candidate, weight: 1, instance_type: ml.c6i.2xlarge, model: {{source: registry, group: other-models,
-        version: 3, model_data_prefix: "s3://{BUCKET}/registry/other-models/"}}}}
+        group_account: "444455556666", version: 3, model_data_prefix: "s3://other-bucket/registry/other-models/"}}}}
 """
 STAGING = f"""
 region: eu-west-1
@@ -268,8 +268,9 @@ def test_a_hub_stage_is_refused(
     args = register_args(project, "--stage", "hub", "--dry-run")
     args[2] = str(write_stages(tmp_path / "hub", hub=HUB))
     assert cli(args) == 1
+    # The stage file itself is refused: an owner registers its archive, and a Hub model has none.
     err = capsys.readouterr().err
-    assert "model.source = hub; the registry holds model archives" in err
+    assert "a Hub model has no archive" in err and "remove registry.owner" in err
 
 
 def test_an_archive_without_the_package_manifest_is_refused(project: dict[str, Path], tmp_path: Path) -> None:
