@@ -15,14 +15,11 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from infra.catalog.powertools import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_REGIONS
-from infra.catalog.regions import require_region
 from infra.config.batch import BatchSettings
-from infra.online.front_door_function import ASSET_EXCLUDE, RUNTIME
 from infra.operations.compliance import acknowledge, acknowledge_resources
+from infra.operations.lambda_functions import ASSET_EXCLUDE, RUNTIME, powertools_layer
 
 MANIFEST_HANDLER = "batch_manifest.handler.lambda_handler"
 # What the function writes under the run's output prefix; lambdas/ may not be imported here, so the function
@@ -92,17 +89,7 @@ def manifest_function(
         f"writes its manifest (under {settings.output_prefix}); object keys are known only at run time, so "
         "the grant is limited to those two prefixes.",
     )
-    powertools = lambda_.LayerVersion.from_layer_version_arn(
-        scope,
-        "Powertools",
-        ssm.StringParameter.value_for_string_parameter(scope, POWERTOOLS_LAYER_PARAMETER),
-    )
-    require_region(
-        scope,
-        "SupportedRegionPowertools",
-        POWERTOOLS_REGIONS,
-        f"the Powertools layer's SSM parameter {POWERTOOLS_LAYER_PARAMETER}",
-    )
+    powertools = powertools_layer(scope)
     function = lambda_.Function(
         scope,
         "ManifestFunction",

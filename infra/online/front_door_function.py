@@ -16,20 +16,15 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from infra.catalog.powertools import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_REGIONS
-from infra.catalog.regions import require_region
 from infra.config.api import ApiSettings
 from infra.online.realtime_endpoint import RealtimeEndpoint
 from infra.operations.compliance import acknowledge
 from infra.operations.key_policies import allow_cloudwatch_logs
+from infra.operations.lambda_functions import ASSET_EXCLUDE, RUNTIME, powertools_layer
 
 HANDLER = "front_door.handler.lambda_handler"
-# lambdas/ is the code root of every function; each one's asset leaves out the other packages.
-ASSET_EXCLUDE = ("**/__pycache__", "**/*.pyc", "README.md", "**/.mypy_cache", "**/.pytest_cache")
-RUNTIME = lambda_.Runtime.PYTHON_3_14
 
 
 class FrontDoorFunction:
@@ -93,17 +88,7 @@ class FrontDoorFunction:
             )
         endpoint.grant_invoke(self.policy)
 
-        powertools = lambda_.LayerVersion.from_layer_version_arn(
-            scope,
-            "Powertools",
-            ssm.StringParameter.value_for_string_parameter(scope, POWERTOOLS_LAYER_PARAMETER),
-        )
-        require_region(
-            scope,
-            "SupportedRegionPowertools",
-            POWERTOOLS_REGIONS,
-            f"the Powertools layer's SSM parameter {POWERTOOLS_LAYER_PARAMETER}",
-        )
+        powertools = powertools_layer(scope)
         self.function = lambda_.Function(
             scope,
             "Function",
