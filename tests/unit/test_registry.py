@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import io
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -74,17 +73,6 @@ region: eu-west-1
 model: {source: hub, model_id: distilbert-base-uncased-finetuned-sst-2-english, task: text-classification}
 registry: {owner: true}
 """
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any attempt to open a connection fails the test: a dry run calls nothing."""
-
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError(f"network call during a dry run: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def write_stages(folder: Path, **stages: str) -> Path:

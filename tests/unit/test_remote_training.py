@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import socket
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -15,17 +14,6 @@ import pytest
 from infra.config.stage import load_stage_config
 from sagebert.__main__ import main as cli
 from sagebert.release import remote_training
-
-
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any attempt to open a connection fails the test: a dry run calls nothing."""
-
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError(f"network call during a dry run: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def dry_run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
