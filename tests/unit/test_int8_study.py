@@ -30,21 +30,28 @@ def test_every_recipe_is_built_scored_and_written(
     assert f"CPU: {results['cpu']['model']}" in table and "vs fp32 ONNX" in table and "1.00x" in table
 
 
+@pytest.fixture(scope="module")
+def fused_graph(tiny_classifier: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT exported and fused once: every recipe below quantizes the same graph."""
+    folder = tmp_path_factory.mktemp("fused")
+    package.export_onnx(tiny_classifier, folder / "raw.onnx")
+    package.optimize(folder / "raw.onnx", folder / "fused.onnx", tiny_classifier)
+    return folder / "fused.onnx"
+
+
 @pytest.mark.parametrize("recipe", list(int8_study.RECIPES), ids=lambda r: r.name)
 def test_int8_weights_cannot_saturate_on_cpus_without_vnni(
-    recipe: quantize.Recipe, tiny_classifier: Path, tmp_path: Path
+    recipe: quantize.Recipe, tiny_classifier: Path, fused_graph: Path, tmp_path: Path
 ) -> None:
     # Given the fused fp32 graph of a BERT, quantized by a recipe
     import onnx
     from onnx import numpy_helper
     from tokenizers import Tokenizer
 
-    package.export_onnx(tiny_classifier, tmp_path / "raw.onnx")
-    package.optimize(tmp_path / "raw.onnx", tmp_path / "fused.onnx", tiny_classifier)
     tokenizer = Tokenizer.from_file(str(tiny_classifier / "tokenizer.json"))
     calibration = ["a short review", "a much longer review of a film that went on and on"] * 4
     quantize.build(
-        tmp_path / "fused.onnx",
+        fused_graph,
         tmp_path / "int8.onnx",
         recipe,
         calibration,
