@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict
 
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]+$"
+ACCOUNT_ID = r"^\d{12}$"
+KMS_KEY_ARN = r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$"
 # A production variant's name (endpoint.variant_name, the A/B variants, api.target_variant).
 VARIANT_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 # A key prefix in the artifact bucket: path segments of safe characters, each ending in "/". No IAM

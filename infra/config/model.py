@@ -10,8 +10,8 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from infra.catalog import images as image_catalog
-from infra.config.base import Strict
-from infra.config.registry import ACCOUNT_ID, MODEL_PACKAGE_GROUP_NAME
+from infra.config.base import ACCOUNT_ID, KMS_KEY_ARN, Strict
+from infra.config.registry import MODEL_PACKAGE_GROUP_NAME
 
 
 class ContainerSettings(Strict):
@@ -65,7 +65,7 @@ class S3Model(Strict):
         None,
         description="ARN of the KMS key that encrypts the object, if it is SSE-KMS encrypted; the "
         "execution role may decrypt with it.",
-        pattern=r"^arn:aws:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$",
+        pattern=KMS_KEY_ARN,
     )
     network_isolation: bool = Field(
         True, description="Run the container with no network access (EnableNetworkIsolation)."
@@ -141,7 +141,7 @@ class RegistryModel(Strict):
         None,
         description="ARN of the KMS key that encrypts the registered archives (the owner stage's key); the "
         "execution role may decrypt with it.",
-        pattern=r"^arn:aws:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$",
+        pattern=KMS_KEY_ARN,
     )
     network_isolation: bool = Field(
         True, description="Run the container with no network access (EnableNetworkIsolation)."

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from infra.config.base import EMAIL, Strict
+from infra.config.base import ACCOUNT_ID, EMAIL, Strict
 from infra.config.errors import ConfigError, field_doc, walk
 from infra.config.model import RegistryModel
 from infra.config.stage import PIPELINE_FILE, STAGE_NAME, StageConfig
@@ -29,7 +29,6 @@ BRANCH = r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,254}$"
 CONNECTION_ARN = (
     r"^arn:aws[-a-z]*:(codestar-connections|codeconnections):[a-z]{2}(-[a-z]+)+-\d:\d{12}:connection/[0-9a-f-]{36}$"
 )
-ACCOUNT = r"^\d{12}$"
 REGION = r"^[a-z]{2}(-[a-z]+)+-\d$"
 
 
@@ -51,7 +50,9 @@ class PipelineConfig(Strict):
         description="ARN of the CodeStar (CodeConnections) connection to GitHub, created and authorized once in "
         "the console: arn:aws:codestar-connections:<region>:<account>:connection/<id> (or codeconnections).",
     )
-    account: str = Field(pattern=ACCOUNT, description="Tooling account (12 digits) the pipeline itself is deployed to.")
+    account: str = Field(
+        pattern=ACCOUNT_ID, description="Tooling account (12 digits) the pipeline itself is deployed to."
+    )
     region: str = Field(pattern=REGION, description="Region of the pipeline itself, e.g. eu-west-1.")
     stages: list[str] = Field(
         ["dev", "staging", "prod"],

@@ -4,14 +4,15 @@ there); stages that deploy from it name it in `model: {source: registry, group: 
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from typing import Annotated
 
-from infra.config.base import KEY_PREFIX, Strict
+from pydantic import Field, StringConstraints, model_validator
+
+from infra.config.base import ACCOUNT_ID, KEY_PREFIX, Strict
 
 # CreateModelPackageGroup's ModelPackageGroupName
 # (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateModelPackageGroup.html).
 MODEL_PACKAGE_GROUP_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
-ACCOUNT_ID = r"^\d{12}$"
 
 
 class RegistrySettings(Strict):
@@ -34,7 +35,7 @@ class RegistrySettings(Strict):
         description="Key prefix in the owner stage's artifact bucket under which `register` uploads each "
         "version's model.tar.gz and metrics.",
     )
-    share_with_accounts: list[str] = Field(
+    share_with_accounts: list[Annotated[str, StringConstraints(pattern=ACCOUNT_ID)]] = Field(
         default_factory=list,
         description="Accounts (12 digits) whose stages deploy from this group, and the promotion pipeline's tooling "
         "account when it resolves versions: the group's resource policy lets them describe and list its model "
@@ -44,16 +45,9 @@ class RegistrySettings(Strict):
 
     @model_validator(mode="after")
     def _sharing_needs_ownership(self) -> RegistrySettings:
-        for account in self.share_with_accounts:
-            if not _is_account(account):
-                raise ValueError(f"registry.share_with_accounts: {account!r} is not a 12-digit AWS account id.")
         if self.share_with_accounts and not self.owner:
             raise ValueError(
                 "registry.share_with_accounts is set on a stage that does not own the group: the resource "
                 "policy lives on the owner stage's group. Move it there, or set registry.owner: true here."
             )
         return self
-
-
-def _is_account(value: str) -> bool:
-    return len(value) == 12 and value.isdigit()

@@ -23,7 +23,7 @@ from pydantic import Field, ValidationError, model_validator
 from infra.catalog import images as image_catalog
 from infra.catalog.powertools import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_REGIONS
 from infra.config.api import ApiSettings
-from infra.config.base import Strict
+from infra.config.base import ACCOUNT_ID, Strict
 from infra.config.batch import BatchSettings
 from infra.config.endpoint import EndpointSettings
 from infra.config.errors import ConfigError, field_doc, walk
@@ -41,7 +41,7 @@ class StageConfig(Strict):
 
     account: str | None = Field(
         None,
-        pattern=r"^\d{12}$",
+        pattern=ACCOUNT_ID,
         description="AWS account id (12 digits). With region absent too, the stacks are "
         "environment-agnostic and deploy wherever the CLI's credentials point.",
     )

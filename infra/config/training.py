@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from infra.catalog import sagemaker_api as api
-from infra.config.base import ROLE_ARN, Strict
+from infra.config.base import KMS_KEY_ARN, ROLE_ARN, Strict
 
 # An S3 URI of a bucket and an optional key prefix.
 S3_PREFIX = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
@@ -56,7 +56,7 @@ class TrainingSettings(Strict):
     max_run_minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="Stop the job after this long.")
     kms_key_arn: str | None = Field(
         None,
-        pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$",
+        pattern=KMS_KEY_ARN,
         description="KMS key for the output and the training volume (default: AWS managed keys).",
     )
     transformers_version: str = Field("4.49.0", description="Hugging Face training image: transformers version.")
