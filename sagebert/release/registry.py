@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.catalog import images as image_catalog
-from infra.config.model import BundledModel, ContainerSettings, HubModel, ModelSource, RegistryModel, S3Model
+from infra.config.model import ContainerSettings, ModelSource, RegistryModel
 from infra.config.stage import STAGE_PREFIX, StageConfig, load_all
 from sagebert.release.remote_training import Upload, put_uploads
 
@@ -190,27 +190,11 @@ def owner_stage(stage: str, stages: dict[str, StageConfig]) -> StageConfig:
     )
 
 
-def container_of(stage: str, source: ModelSource) -> ContainerSettings:
-    """The container versions that serve the registered archive: the stage model's."""
-    if isinstance(source, HubModel):
-        raise RegistryError(
-            f"config/{stage}.yaml: model.source = hub; the registry holds model archives, and a Hub model has none. "
-            "Register from a stage that deploys the packaged archive (model.source: bundled or s3)."
-        )
-    if isinstance(source, BundledModel | S3Model):
-        return source.container
-    # A registry source names no container of its own: the project's default versions serve it.
-    container = getattr(source, "container", None)
-    return container if isinstance(container, ContainerSettings) else ContainerSettings()
-
-
-def _models(config: StageConfig) -> list[tuple[str, ModelSource]]:
-    """(config key, model) for the stage model and every variant's and the shadow's (as StageConfig checks them)."""
-    found: list[tuple[str, ModelSource]] = [("model", config.model)]
-    found += [(f"endpoint.variants[{i}].model", v.model) for i, v in enumerate(config.endpoint.variants)]
-    if config.endpoint.shadow is not None:
-        found.append(("endpoint.shadow.model", config.endpoint.shadow.model))
-    return found
+def container_of(source: ModelSource) -> ContainerSettings:
+    """The container versions that serve the registered archive: the owner stage model's. (An owner whose own
+    model comes from the registry names no container: the project's default versions serve it. A Hub owner is
+    refused when its stage file loads.)"""
+    return ContainerSettings() if isinstance(source, RegistryModel) else source.container
 
 
 def instance_types(group: str, owner: str, stages: dict[str, StageConfig], flavour: str) -> tuple[list[str], list[str]]:
@@ -287,7 +271,7 @@ def build_plan(
     config = owner_stage(stage, stages)
     assert config.registry is not None  # owner_stage checked it
     settings = config.registry
-    container = container_of(stage, config.model)
+    container = container_of(config.model)
     profile = config.endpoint.profile
     flavour = profile.flavour
     if region not in image_catalog.regions():
@@ -469,7 +453,6 @@ def main_register(
     client = client or _boto_client
     stages = load_all(config_dir)
     config = owner_stage(stage, stages)
-    container_of(stage, config.model)  # refuse a Hub stage before reading 100+ MB
     region = _region(config, stage, region)
     archive = read_archive(archive_path)
     metrics = read_metrics(metrics_path)
@@ -535,7 +518,7 @@ def resolve(
 ) -> dict[str, dict[str, Any]]:
     """Group name -> its latest Approved version, for every unpinned registry source of the stage."""
     groups: dict[str, dict[str, Any]] = {}
-    for key, source in _models(config):
+    for key, source in config.model_sources():
         if not isinstance(source, RegistryModel):
             continue
         if source.version is not None:
@@ -591,7 +574,7 @@ def main_resolve(
     if stage not in stages:
         raise RegistryError(f"no stage {stage!r} in config/; stages: {', '.join(stages)}.")
     config = stages[stage]
-    if any(isinstance(m, RegistryModel) for _, m in _models(config)):
+    if any(isinstance(m, RegistryModel) for _, m in config.model_sources()):
         region = _region(config, stage, region)
         groups = resolve(stage, config, client("sagemaker", region), region, now or datetime.datetime.now(datetime.UTC))
     else:
