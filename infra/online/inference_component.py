@@ -9,7 +9,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from infra.config.endpoint import EndpointSettings
-from infra.online.realtime_endpoint import RealtimeEndpoint
+from infra.online.realtime_endpoint import RealtimeEndpoint, scale_out_from_zero
 
 # Application Auto Scaling's names for a component's copy count.
 # https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-auto-scaling-zero-instances.html
@@ -112,15 +112,6 @@ class InferenceComponent(Construct):
         """Target tracking cannot leave zero copies (invocations per copy is undefined there): a step policy adds
         one copy when a request found none, and managed instance scaling starts an instance for it."""
         failures = endpoint.component_metric(NO_CAPACITY_METRIC, statistic="Maximum")
-        self.scalable_target.scale_on_metric(
-            "ScaleOutFromZero",
-            metric=failures,
-            scaling_steps=[
-                autoscaling.ScalingInterval(upper=0.5, change=0),
-                autoscaling.ScalingInterval(lower=0.5, change=1),
-            ],
-            adjustment_type=autoscaling.AdjustmentType.CHANGE_IN_CAPACITY,
-            cooldown=Duration.seconds(cooldown_s),
-            metric_aggregation_type=autoscaling.MetricAggregationType.MAXIMUM,
-            evaluation_periods=1,
+        scale_out_from_zero(
+            self.scalable_target, failures, cooldown_s, aggregation=autoscaling.MetricAggregationType.MAXIMUM
         )

@@ -42,6 +42,28 @@ class VariantModel:
     weight: float
 
 
+def scale_out_from_zero(
+    target: autoscaling.ScalableTarget,
+    signal: cloudwatch.IMetric,
+    cooldown_s: int,
+    aggregation: autoscaling.MetricAggregationType | None = None,
+) -> None:
+    """Add one unit when `signal` (a 0/1 "work is waiting and nothing serves it" metric) is 1: target tracking
+    cannot leave zero capacity, where its per-unit metric is undefined. Policy id ScaleOutFromZero on `target`."""
+    target.scale_on_metric(
+        "ScaleOutFromZero",
+        metric=signal,
+        scaling_steps=[
+            autoscaling.ScalingInterval(upper=0.5, change=0),
+            autoscaling.ScalingInterval(lower=0.5, change=1),
+        ],
+        adjustment_type=autoscaling.AdjustmentType.CHANGE_IN_CAPACITY,
+        cooldown=Duration.seconds(cooldown_s),
+        metric_aggregation_type=aggregation,
+        evaluation_periods=1,
+    )
+
+
 class RealtimeEndpoint(Construct):
     """Creates the endpoint config (generated name: configs are immutable and replaced on change) and the
     endpoint (fixed name, so the rollback alarms can watch it before it exists), with:
@@ -371,17 +393,7 @@ class RealtimeEndpoint(Construct):
         # Target tracking cannot leave zero instances (backlog per instance is undefined there): a step policy on
         # HasBacklogWithoutCapacity starts the first instance when requests wait.
         waiting = self.metric("HasBacklogWithoutCapacity", statistic="Average")
-        self.scalable_target.scale_on_metric(
-            "ScaleOutFromZero",
-            metric=waiting,
-            scaling_steps=[
-                autoscaling.ScalingInterval(upper=0.5, change=0),
-                autoscaling.ScalingInterval(lower=0.5, change=1),
-            ],
-            adjustment_type=autoscaling.AdjustmentType.CHANGE_IN_CAPACITY,
-            cooldown=Duration.seconds(scaling.scale_out_cooldown_s),
-            evaluation_periods=1,
-        )
+        scale_out_from_zero(self.scalable_target, waiting, scaling.scale_out_cooldown_s)
 
     def metric(
         self,
