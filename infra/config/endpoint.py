@@ -250,7 +250,9 @@ class VariantSettings(Strict):
     weight: float = Field(
         description="Traffic weight; a variant gets weight / (sum of all weights) of the requests.", gt=0, le=1000
     )
-    model: ModelSource = Field(description="The variant's model (bundled, s3 or hub), e.g. a BERT-size candidate.")
+    model: ModelSource = Field(
+        description="The variant's model (bundled, s3, hub or registry), e.g. a BERT-size candidate."
+    )
     instance_type: str | None = Field(
         None, description="Instance type (same profile as the endpoint); null: the endpoint's instance_type."
     )
@@ -266,7 +268,7 @@ class ShadowSettings(Strict):
     """A shadow variant: gets a copy of live requests; its answers are logged, never returned."""
 
     name: str = Field("Shadow", pattern=VARIANT_NAME, description="Shadow variant name; keep it stable.")
-    model: ModelSource = Field(description="The candidate model (bundled, s3 or hub).")
+    model: ModelSource = Field(description="The candidate model (bundled, s3, hub or registry).")
     sampling_percent: int = Field(
         100, ge=1, le=100, description="Percent of the production variant's requests copied to the shadow."
     )
