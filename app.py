@@ -5,6 +5,7 @@ config/pipeline.yaml enables it, compliance checks on all."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -71,9 +72,14 @@ def build_app(
     return app
 
 
+# Another set of stage files than config/ (`SAGEBERT_CONFIG_DIR=dir npx cdk synth`): how the tests run `make synth`'s
+# own path over stage files with every optional capability switched on.
+CONFIG_DIR_VARIABLE = "SAGEBERT_CONFIG_DIR"
+
+
 def main() -> int:
     try:
-        app = build_app()
+        app = build_app(config_dir=Path(os.environ.get(CONFIG_DIR_VARIABLE) or ROOT / "config"))
     except (ConfigError, ArtifactMissingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

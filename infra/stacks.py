@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Aws, CfnOutput, Stack
+from aws_cdk import Aws, CfnOutput, Fn, Stack
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
@@ -15,6 +15,7 @@ from infra.catalog import images as image_catalog
 from infra.catalog.images import DlcImage, Flavour
 from infra.config.api import ApiSettings
 from infra.config.batch import BatchSettings
+from infra.config.endpoint import MAX_ZONES
 from infra.config.model import ModelSource, RegistryModel
 from infra.config.monitoring import MonitoringSettings
 from infra.config.stage import StageConfig
@@ -22,7 +23,7 @@ from infra.observability.monitoring import Monitoring
 from infra.online.inference_api import InferenceApi
 from infra.online.inference_component import InferenceComponent
 from infra.online.private_network import PrivateNetwork
-from infra.online.realtime_endpoint import RealtimeEndpoint, VariantModel
+from infra.online.realtime_endpoint import RealtimeEndpoint, VariantModel, inference_component_name
 from infra.online.variants import PlannedVariant, plan_variants
 from infra.operations.artifact_store import ArtifactStore, GuardedPrefix
 from infra.project_files import ProjectFiles
@@ -66,6 +67,12 @@ class StorageStack(Stack):
                 "RegistryModelDataPrefix",
                 value=f"s3://{self.store.bucket.bucket_name}/{config.registry.prefix}",
                 description="model.model_data_prefix of the stages that deploy from this group",
+            )
+            CfnOutput(
+                self,
+                "RegistryModelDataKeyArn",
+                value=self.store.key.key_arn,
+                description="model.kms_key_arn of the stages that deploy from this group (register encrypts with it)",
             )
         if config.batch is not None:
             # Here rather than in the batch stack: there they would re-export this stack's bucket name
@@ -134,6 +141,14 @@ class ServingStack(Stack):
     """The models (the stage's, each A/B and shadow variant's), the endpoint on the config's compute profile, and
     its private network when it has one."""
 
+    @property
+    def availability_zones(self) -> list[str]:
+        """The zones the private network may use: picked by CloudFormation at deploy time (Fn::GetAZs), as CDK does
+        for an environment-agnostic stack. CDK's default for a stack with an account and region is a context lookup,
+        which needs AWS credentials at synth: without this a stage with `account`, `region` and `endpoint.vpc` fails
+        `make synth` ("Need to perform AWS calls"). As many as endpoint.vpc.availability_zones may ask for."""
+        return [Fn.select(index, Fn.get_azs()) for index in range(MAX_ZONES)]
+
     def __init__(
         self,
         scope: Construct,
@@ -172,7 +187,10 @@ class ServingStack(Stack):
                 server_workers=planned.server_workers,
                 network_isolation=config.network_isolation(planned.source),
                 vpc=vpc,
-                logs=ModelLogs(endpoint_name=endpoint_name),
+                logs=ModelLogs(
+                    endpoint_name=endpoint_name,
+                    inference_component_name=inference_component_name(endpoint, endpoint_name),
+                ),
                 role_path=model_role_path(stage_name, "serving"),
             )
 
@@ -212,6 +230,9 @@ class ServingStack(Stack):
             self.inference_component = InferenceComponent(
                 self, "InferenceComponent", settings=endpoint, endpoint=self.endpoint, model_name=self.model.model_name
             )
+            # SageMaker finds the component's log group (stage key, retention) rather than making its own.
+            assert self.endpoint.component_log_group is not None
+            self.inference_component.component.node.add_dependency(self.endpoint.component_log_group)
         reads = [endpoint.async_inference.input_prefix] if endpoint.async_inference else []
         writes = [endpoint.data_capture.prefix] if endpoint.data_capture else []
         if endpoint.async_inference:

@@ -21,8 +21,17 @@ class StackSummary:
 
 @dataclass(frozen=True)
 class StageSummary:
+    """A stage's stacks. `name` is the stage's construct path: SageBert-dev for a stage of the app, and
+    SageBert-Pipeline/Promotion/SageBert-dev for the copy the promotion pipeline deploys (the same CloudFormation
+    stacks, nested in the pipeline's stack)."""
+
     name: str
     stacks: list[StackSummary]
+
+    @property
+    def in_pipeline(self) -> bool:
+        """A stage nested in another construct: the promotion pipeline's copy of an app stage."""
+        return "/" in self.name
 
 
 def read_assembly(outdir: Path) -> list[StageSummary]:
@@ -43,9 +52,8 @@ def read_assembly(outdir: Path) -> list[StageSummary]:
             for resource in json.loads(template.read_text(encoding="utf-8")).get("Resources", {}).values():
                 counts[resource["Type"]] = counts.get(resource["Type"], 0) + 1
             stacks.append(StackSummary(name=stack.get("displayName", stack_id), template=template, resources=counts))
-        stages.append(
-            StageSummary(name=artifact.get("displayName", artifact_id.removeprefix("assembly-")), stacks=stacks)
-        )
+        name = artifact["properties"].get("displayName") or artifact_id.removeprefix("assembly-")
+        stages.append(StageSummary(name=name, stacks=stacks))
     return stages
 
 

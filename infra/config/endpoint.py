@@ -26,6 +26,8 @@ MAX_VARIANTS = 5
 # sagebert's own cap on a variant's instances (the API sets none); autoscaling's max_instances shares it.
 MAX_INSTANCES = 100
 LINEAR_STEP_PERCENT = (10, 50)
+# Availability Zones a private network may span (every commercial region has three).
+MAX_ZONES = 3
 
 
 class AutoscalingSettings(Strict):
@@ -239,7 +241,7 @@ class VpcSettings(Strict):
         description="The VPC's IPv4 range (/16 to /24).",
     )
     availability_zones: int = Field(
-        2, ge=2, le=3, description="Availability Zones with a private subnet each (at least 2)."
+        2, ge=2, le=MAX_ZONES, description="Availability Zones with a private subnet each (at least 2)."
     )
 
 

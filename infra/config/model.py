@@ -137,10 +137,12 @@ class RegistryModel(Strict):
         description="s3://bucket/prefix/ under which registered versions' archives live (the owner stage's "
         "artifact bucket and `registry.prefix`): the execution role may read only there.",
     )
-    kms_key_arn: str | None = Field(
-        None,
-        description="ARN of the KMS key that encrypts the registered archives (the owner stage's key); the "
-        "execution role may decrypt with it.",
+    # Required: `register` uploads every archive encrypted with the owner's artifact key (the bucket's default), so
+    # an execution role without kms:Decrypt on it could read none of them.
+    kms_key_arn: str = Field(
+        description="ARN of the KMS key that encrypts the registered archives: the owner stage's artifact key (its "
+        "Storage stack output RegistryModelDataKeyArn); the execution role may decrypt with it. Required: `register` "
+        "encrypts every archive with that key.",
         pattern=KMS_KEY_ARN,
     )
     network_isolation: bool = Field(

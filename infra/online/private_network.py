@@ -34,11 +34,11 @@ class PrivateNetwork(Construct):
         super().__init__(scope, id_)
         known_zones = Stack.of(self).availability_zones
         if len(known_zones) < settings.availability_zones:
-            # An environment-agnostic stack knows only two zones until deploy time.
+            # A stack that leaves the zones to CDK knows only two of an environment-agnostic region.
             Annotations.of(self).add_warning_v2(
                 "sagebert:vpc-zones",
                 f"endpoint.vpc.availability_zones = {settings.availability_zones}, but this stack can place subnets "
-                f"in {len(known_zones)} zones only; set account and region in the stage config for more.",
+                f"in {len(known_zones)} zones only.",
             )
         self.vpc = ec2.Vpc(
             self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
@@ -20,7 +20,11 @@ from infra.config.endpoint import EndpointSettings
 from infra.operations.compliance import acknowledge
 from infra.operations.key_policies import allow_cloudwatch_logs
 from infra.operations.log_retention import RETENTION
-from infra.release.hugging_face_model import ENDPOINT_METRIC_NAMESPACE, endpoint_log_group_name
+from infra.release.hugging_face_model import (
+    ENDPOINT_METRIC_NAMESPACE,
+    component_log_group_name,
+    endpoint_log_group_name,
+)
 
 # SageMaker publishes invocation metrics (EndpointName, VariantName) and, for instance-backed variants,
 # instance metrics (CPU, memory, disk, GPU) under ENDPOINT_METRIC_NAMESPACE (kept with the execution role that may
@@ -29,6 +33,12 @@ from infra.release.hugging_face_model import ENDPOINT_METRIC_NAMESPACE, endpoint
 ENDPOINT_NAMESPACE = "AWS/SageMaker"
 # ModelLatency and OverheadLatency are published in microseconds.
 MICROSECONDS_PER_MS = 1000
+
+
+def inference_component_name(settings: EndpointSettings, endpoint_name: str) -> str | None:
+    """The name of the endpoint's inference component (None in the variant form): the endpoint's own, so alarms,
+    scaling, log permissions and the front door can name it before it exists."""
+    return endpoint_name if settings.inference_component is not None else None
 
 
 @dataclass(frozen=True)
@@ -111,13 +121,10 @@ class RealtimeEndpoint(Construct):
         self.gpu: bool = settings.compute == "gpu"
         self.endpoint_name: str = endpoint_name
         self.async_topics: list[sns.ITopic] = []
-        # Inference-component form: the endpoint holds instances, the component (named like the endpoint, so alarms,
-        # scaling and the front door can name it before it exists) holds the model.
-        self.inference_component_name: str | None = None
-        if settings.inference_component is not None:
-            if component_role is None:
-                raise ValueError("an endpoint in inference-component form needs the config's execution role")
-            self.inference_component_name = endpoint_name
+        # Inference-component form: the endpoint holds instances, the component holds the model.
+        self.inference_component_name = inference_component_name(settings, endpoint_name)
+        if self.inference_component_name is not None and component_role is None:
+            raise ValueError("an endpoint in inference-component form needs the config's execution role")
 
         instance_types = [v.instance_type for v in [*variants, *([shadow] if shadow else [])] if v.instance_type]
         # NVMe instance storage is encrypted in hardware and SageMaker rejects a KMS key for it; serverless
@@ -204,6 +211,17 @@ class RealtimeEndpoint(Construct):
             removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE if retain_logs else RemovalPolicy.DESTROY,
         )
         self.endpoint.node.add_dependency(self.log_group)
+        # In inference-component form the containers log to the component's own group: made here likewise.
+        self.component_log_group: logs.LogGroup | None = None
+        if self.inference_component_name is not None:
+            self.component_log_group = logs.LogGroup(
+                self,
+                "ComponentLogs",
+                log_group_name=component_log_group_name(self.inference_component_name),
+                encryption_key=key,
+                retention=RETENTION[settings.log_retention_days],
+                removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE if retain_logs else RemovalPolicy.DESTROY,
+            )
         # Ref on AWS::SageMaker::Endpoint is its ARN.
         self.endpoint_arn: str = self.endpoint.ref
         if settings.autoscaling is not None:
@@ -437,7 +455,25 @@ class RealtimeEndpoint(Construct):
         )
 
     def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Allow grantee sagemaker:InvokeEndpoint on this endpoint only."""
+        """Allow grantee sagemaker:InvokeEndpoint on this endpoint and, in inference-component form, on its
+        component: IAM authorizes a call that names InferenceComponentName against both the `endpoint` and the
+        `inference-component` resource (Service Authorization Reference, Amazon SageMaker AI, InvokeEndpoint;
+        https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsagemaker.html)."""
         return iam.Grant.add_to_principal(
-            grantee=grantee, actions=["sagemaker:InvokeEndpoint"], resource_arns=[self.endpoint_arn]
+            grantee=grantee,
+            actions=["sagemaker:InvokeEndpoint"],
+            resource_arns=[self.endpoint_arn, *self.component_arns()],
         )
+
+    def component_arns(self) -> list[str]:
+        """The ARN of this endpoint's inference component (none in the variant form), built from its fixed name so
+        that no stack imports it. SageMaker writes the names in its ARNs in lower case; a name with capitals gets
+        both spellings, which name the same component."""
+        name = self.inference_component_name
+        if name is None:
+            return []
+        stack = Stack.of(self)
+        return [
+            stack.format_arn(service="sagemaker", resource="inference-component", resource_name=spelling)
+            for spelling in sorted({name, name.lower()})
+        ]

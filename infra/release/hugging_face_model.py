@@ -29,11 +29,17 @@ from infra.release.model_registry import model_package_arn
 # https://docs.aws.amazon.com/sagemaker/latest/dg/logging-cloudwatch.html
 ENDPOINT_LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
 TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"
+# An inference component's containers log to /aws/sagemaker/InferenceComponents/<component name> instead of the
+# endpoint's group. https://docs.aws.amazon.com/sagemaker/latest/dg/logging-cloudwatch.html
+COMPONENT_LOG_GROUP_PREFIX = "/aws/sagemaker/InferenceComponents/"
 # CloudWatch namespaces of the instance metrics the container publishes as the execution role.
 # https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html
 ENDPOINT_METRIC_NAMESPACE = "/aws/sagemaker/Endpoints"
 TRANSFORM_METRIC_NAMESPACE = "/aws/sagemaker/TransformJobs"
-METRIC_NAMESPACES = (ENDPOINT_METRIC_NAMESPACE, TRANSFORM_METRIC_NAMESPACE)
+# An inference component's copies publish theirs (CPUUtilizationNormalized, MemoryUtilizationNormalized ...) here.
+# https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html#cloudwatch-metrics-inference-component
+COMPONENT_METRIC_NAMESPACE = "/aws/sagemaker/InferenceComponents"
+METRIC_NAMESPACES = (ENDPOINT_METRIC_NAMESPACE, TRANSFORM_METRIC_NAMESPACE, COMPONENT_METRIC_NAMESPACE)
 
 
 def _check_packaged_runtime(artifact: Path, source: BundledModel, runtime: str | None) -> None:
@@ -66,16 +72,23 @@ def _check_packaged_runtime(artifact: Path, source: BundledModel, runtime: str |
 
 @dataclass(frozen=True)
 class ModelLogs:
-    """Whose logs the model's role may write: one endpoint's (its fixed name), and/or transform jobs whose names
-    start with `transform_job_prefix` (sagebert-<stage>-)."""
+    """Whose logs the model's role may write: one endpoint's (its fixed name), the inference component's that serves
+    the model on it (its fixed name, in inference-component form), and/or transform jobs whose names start with
+    `transform_job_prefix` (sagebert-<stage>-)."""
 
     endpoint_name: str | None = None
+    inference_component_name: str | None = None
     transform_job_prefix: str | None = None
 
 
 def endpoint_log_group_name(endpoint_name: str) -> str:
     """The log group SageMaker writes an endpoint's container logs to."""
     return f"{ENDPOINT_LOG_GROUP_PREFIX}{endpoint_name}"
+
+
+def component_log_group_name(component_name: str) -> str:
+    """The log group SageMaker writes an inference component's container logs to."""
+    return f"{COMPONENT_LOG_GROUP_PREFIX}{component_name}"
 
 
 @dataclass(frozen=True)
@@ -180,10 +193,9 @@ class HuggingFaceModel(Construct):
                     stack.format_arn(service="s3", region="", account="", resource=bucket, resource_name=f"{prefix}*")
                 )
             )
-            if source.kms_key_arn:
-                statements.append(
-                    iam.PolicyStatement(sid="DecryptModelData", actions=["kms:Decrypt"], resources=[source.kms_key_arn])
-                )
+            statements.append(
+                iam.PolicyStatement(sid="DecryptModelData", actions=["kms:Decrypt"], resources=[source.kms_key_arn])
+            )
         elif isinstance(source, HubModel):
             environment = {"HF_MODEL_ID": source.model_id, "HF_TASK": source.task}
             Annotations.of(self).add_warning_v2(
@@ -237,9 +249,9 @@ class HuggingFaceModel(Construct):
             iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
             *_log_statements(stack, logs),
             # The container publishes the instance metrics (CPUUtilization, MemoryUtilization, DiskUtilization,
-            # GPU*) under /aws/sagemaker/Endpoints and /aws/sagemaker/TransformJobs as this role; SageMaker's
-            # minimum CreateModel policy lists it. PutMetricData takes no resource ARN: the namespace condition
-            # keeps the role to those namespaces.
+            # GPU*) under /aws/sagemaker/Endpoints, /aws/sagemaker/InferenceComponents and
+            # /aws/sagemaker/TransformJobs as this role; SageMaker's minimum CreateModel policy lists it.
+            # PutMetricData takes no resource ARN: the namespace condition keeps the role to those namespaces.
             # https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html#sagemaker-roles-createmodel-perms
             iam.PolicyStatement(
                 sid="PublishInstanceMetrics",
@@ -306,6 +318,14 @@ class HuggingFaceModel(Construct):
                 f"AwsSolutions-IAM5[Resource::{_nag_arn(stack, 'logs')}:log-group:{group}:*]",
                 f"The streams of this endpoint's own log group {group}, which SageMaker names per variant and "
                 "instance (<variant>/<instance id>) as instances start.",
+            )
+        if logs.inference_component_name is not None:
+            group = component_log_group_name(logs.inference_component_name)
+            acknowledge(
+                self.policy,
+                f"AwsSolutions-IAM5[Resource::{_nag_arn(stack, 'logs')}:log-group:{group}:*]",
+                f"The streams of this model's inference component's own log group {group}, which SageMaker names "
+                "per copy as copies start.",
             )
         if logs.transform_job_prefix is not None:
             acknowledge(
@@ -412,15 +432,17 @@ def _log_statements(stack: Stack, logs: ModelLogs) -> list[iam.PolicyStatement]:
         )
 
     statements: list[iam.PolicyStatement] = []
-    if logs.endpoint_name is not None:
-        # The stack creates the group (with the stage key and a retention); SageMaker creates the streams.
-        # CloudWatch Logs checks group-level calls against log-group:<name> or log-group:<name>:*.
-        group = endpoint_log_group_name(logs.endpoint_name)
+    # The stack creates these groups (with the stage key and a retention); SageMaker creates the streams.
+    # CloudWatch Logs checks group-level calls against log-group:<name> or log-group:<name>:*.
+    groups = [endpoint_log_group_name(logs.endpoint_name)] if logs.endpoint_name is not None else []
+    if logs.inference_component_name is not None:
+        groups.append(component_log_group_name(logs.inference_component_name))
+    if groups:
         statements.append(
             iam.PolicyStatement(
                 sid="EndpointLogs",
                 actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
-                resources=[arn(group), arn(f"{group}:*")],
+                resources=[each for group in groups for each in (arn(group), arn(f"{group}:*"))],
             )
         )
     if logs.transform_job_prefix is not None:

@@ -28,6 +28,14 @@ SHARED_ACTIONS = (
     "sagemaker:DescribeModelPackageGroup",
     "sagemaker:ListModelPackages",
 )
+# What another account's CreateModel with ModelPackageName needs of the owner: the shared account creates the model in
+# its own account from a version of this group, and SageMaker authorizes that against the version's ARN too. Granted on
+# the versions only (model-package/<group>/*), as in the SageMaker guide's cross-account deployment policy
+# (https://docs.aws.amazon.com/sagemaker/latest/dg/model-registry-deploy-xaccount.html).
+DEPLOY_ACTIONS = ("sagemaker:CreateModel",)
+
+
+GROUP_DESCRIPTION = "sagebert: registered model versions; the Approved ones are deployed"
 
 
 def group_arn(scope: Construct, group: str, account: str | None = None, region: str | None = None) -> str:
@@ -53,9 +61,9 @@ def model_package_arn(
 
 class ModelRegistry(Construct):
     """Creates the model package group named `settings.group`, with a resource policy letting the accounts of
-    `settings.share_with_accounts` describe and list its model packages (no policy when that list is empty: same
-    account stages need none). Kept on stack deletion when `retain` (a group holding versions cannot be deleted
-    anyway: CloudFormation's delete then fails until they are).
+    `settings.share_with_accounts` describe and list its model packages and create models from its versions (no
+    policy when that list is empty: same account stages need none). Kept on stack deletion when `retain` (a group
+    holding versions cannot be deleted anyway: CloudFormation's delete then fails until they are).
 
     Exposes `group` (the L1 resource), `group_name` and `group_arn`.
     """
@@ -78,17 +86,32 @@ class ModelRegistry(Construct):
                         },
                         "Action": list(SHARED_ACTIONS),
                         "Resource": [self.group_arn, model_package_arn(self, settings.group, "*")],
-                    }
+                    },
+                    {
+                        "Sid": "DeployModelPackages",
+                        "Effect": "Allow",
+                        "Principal": {
+                            "AWS": [
+                                f"arn:{Aws.PARTITION}:iam::{account}:root" for account in settings.share_with_accounts
+                            ]
+                        },
+                        "Action": list(DEPLOY_ACTIONS),
+                        "Resource": [model_package_arn(self, settings.group, "*")],
+                    },
                 ],
             }
         self.group = sagemaker.CfnModelPackageGroup(
             self,
             "Group",
             model_package_group_name=settings.group,
-            model_package_group_description="sagebert: registered model versions; the Approved ones are deployed",
+            # A constant: the description is create-only (the resource schema's createOnlyProperties), and replacing
+            # a group with a fixed name fails (the new one's name is taken), so nothing in a stage file may change it.
+            model_package_group_description=GROUP_DESCRIPTION,
             model_package_group_policy=policy,
         )
-        self.group.apply_removal_policy(RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY)
+        # RetainExceptOnCreate: a group from a failed first create is deleted by the rollback, so the retry does not
+        # meet its fixed name (AlreadyExists); once created it outlives the stack when `retain`.
+        self.group.apply_removal_policy(RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE if retain else RemovalPolicy.DESTROY)
         self.group_name: str = settings.group
 
 

@@ -74,8 +74,11 @@ def nag_failures(outdir: Path) -> list[str]:
 
 
 def render(stages: list[StageSummary]) -> str:
+    """One row per stage of the app (the promotion pipeline's copies deploy the same stacks: not repeated)."""
     rows = [("stage", "stacks (resources)", "resources", "endpoint")]
     for stage in stages:
+        if stage.in_pipeline:
+            continue
         stacks = ", ".join(f"{s.name.split('/')[-1]} ({sum(s.resources.values())})" for s in stage.stacks)
         total = sum(sum(s.resources.values()) for s in stage.stacks)
         serving = "; ".join(endpoints(stage)) or "-"
@@ -84,8 +87,9 @@ def render(stages: list[StageSummary]) -> str:
 
 
 def stale_stages(stages: list[StageSummary], config_dir: Path) -> str | None:
-    """None when the assembly holds exactly the stages config_dir defines, else what differs."""
-    synthesized = {stage.name for stage in stages if stage.name.startswith(STAGE_PREFIX)}
+    """None when the assembly holds exactly the stages config_dir defines, else what differs. The promotion
+    pipeline's copies of those stages are no stages of their own."""
+    synthesized = {stage.name for stage in stages if stage.name.startswith(STAGE_PREFIX) and not stage.in_pipeline}
     configured = {f"{STAGE_PREFIX}{file.stem}" for file in stage_files(config_dir)}
     if synthesized == configured:
         return None

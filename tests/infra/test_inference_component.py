@@ -202,6 +202,46 @@ def test_the_front_door_names_the_component_and_monitoring_reads_its_metrics(idl
     assert all(m["Dimensions"] == [{"Name": "InferenceComponentName", "Value": "sagebert-idle"}] for m in metrics)
 
 
+def test_the_front_door_may_invoke_the_component_as_well_as_the_endpoint(idle: SageBertStage) -> None:
+    # InvokeEndpoint with InferenceComponentName is authorized against the endpoint and the component: a grant on the
+    # endpoint alone is AccessDenied on every call.
+    assert idle.api is not None
+    api = dict(Template.from_stack(idle.api).to_json())
+    (grant,) = (
+        statement
+        for policy in resources(api, "AWS::IAM::ManagedPolicy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Action"] == "sagemaker:InvokeEndpoint"
+    )
+    resources_ = json.dumps(grant["Resource"])
+    assert ":inference-component/sagebert-idle" in resources_
+    assert "Fn::ImportValue" in resources_  # the endpoint's ARN, from the serving stack
+
+
+def test_the_component_logs_to_its_own_group_which_the_model_role_may_write(serving: dict[str, Any]) -> None:
+    # SageMaker writes a component's container logs to /aws/sagemaker/InferenceComponents/<name> and its instance
+    # metrics to that namespace: the stack makes the group (stage key, retention) before the component, and the
+    # model's role may write there.
+    groups = resources(serving, "AWS::Logs::LogGroup")
+    (component_group,) = (
+        logical_id
+        for logical_id, group in groups.items()
+        if group["Properties"]["LogGroupName"] == "/aws/sagemaker/InferenceComponents/sagebert-idle"
+    )
+    assert "KmsKeyId" in groups[component_group]["Properties"]
+    (component,) = resources(serving, "AWS::SageMaker::InferenceComponent").values()
+    assert component_group in component["DependsOn"]
+    statements = [
+        statement
+        for policy in resources(serving, "AWS::IAM::ManagedPolicy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    (logs,) = (s for s in statements if s.get("Sid") == "EndpointLogs")
+    assert "log-group:/aws/sagemaker/InferenceComponents/sagebert-idle:*" in json.dumps(logs["Resource"])
+    (metrics,) = (s for s in statements if s.get("Sid") == "PublishInstanceMetrics")
+    assert "/aws/sagemaker/InferenceComponents" in metrics["Condition"]["StringEquals"]["cloudwatch:namespace"]
+
+
 def test_a_stage_with_scale_to_zero_passes_both_nag_packs_and_cfn_lint(default_artifact: Path, tmp_path: Path) -> None:
     config_dir = tmp_path / "config"
     config_dir.mkdir()

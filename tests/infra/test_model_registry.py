@@ -18,7 +18,8 @@ from app import ROOT, build_app
 from infra.config.errors import ConfigError
 from infra.config.resolved_models import RESOLVED_MODELS_FILE, load_resolved_models
 from infra.pipeline import MODEL_PACKAGE_STATE_CHANGE, PIPELINE_STACK, resolve_command
-from infra.release.model_registry import SHARED_ACTIONS
+from infra.release.model_registry import GROUP_DESCRIPTION, SHARED_ACTIONS
+from sagebert.checks import deploy_gates
 from sagebert.report import synth as synth_report
 
 OWNER, CONSUMER, TOOLING = "111111111111", "222222222222", "444444444444"
@@ -99,20 +100,29 @@ def test_the_owner_stage_creates_the_group_with_a_least_privilege_resource_polic
     storage = templates(assembly, "owner")["Storage"]
     (group,) = resources(storage, "AWS::SageMaker::ModelPackageGroup")
     assert group["Properties"]["ModelPackageGroupName"] == GROUP
-    assert group["DeletionPolicy"] == "Retain"
-    (statement,) = group["Properties"]["ModelPackageGroupPolicy"]["Statement"]
-    assert statement["Effect"] == "Allow"
-    assert sorted(statement["Action"]) == sorted(SHARED_ACTIONS)
-    assert statement["Resource"] == [
+    # Kept after deletion, but not after a failed first create (its fixed name would block the retry).
+    assert group["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert deploy_gates.retained_physical_names({"Storage": storage}) == []
+    assert group["Properties"]["ModelPackageGroupDescription"] == GROUP_DESCRIPTION
+    share, deploy = group["Properties"]["ModelPackageGroupPolicy"]["Statement"]
+    assert share["Effect"] == "Allow"
+    assert sorted(share["Action"]) == sorted(SHARED_ACTIONS)
+    assert share["Resource"] == [
         f"arn:aws:sagemaker:{REGION}:{OWNER}:model-package-group/{GROUP}",
         f"arn:aws:sagemaker:{REGION}:{OWNER}:model-package/{GROUP}/*",
     ]
-    principals = json.dumps(statement["Principal"])
-    assert CONSUMER in principals and TOOLING in principals and OWNER not in principals
+    # A consumer account's CreateModel with ModelPackageName is authorized against the version's ARN as well.
+    assert deploy["Effect"] == "Allow"
+    assert deploy["Action"] == ["sagemaker:CreateModel"]
+    assert deploy["Resource"] == [f"arn:aws:sagemaker:{REGION}:{OWNER}:model-package/{GROUP}/*"]
+    for statement in (share, deploy):
+        principals = json.dumps(statement["Principal"])
+        assert CONSUMER in principals and TOOLING in principals and OWNER not in principals
     outputs = storage["Outputs"]
     assert outputs["ModelPackageGroupName"]["Value"] == GROUP
     assert "Fn::GetAtt" in outputs["ModelPackageGroupArn"]["Value"]
     assert "RegistryModelDataPrefix" in outputs
+    assert "Fn::GetAtt" in json.dumps(outputs["RegistryModelDataKeyArn"]["Value"])
     # Only the owner has a group.
     assert not list(resources(templates(assembly, "consumer")["Storage"], "AWS::SageMaker::ModelPackageGroup"))
 
@@ -319,7 +329,7 @@ def test_an_environment_agnostic_registry_stage_maps_the_image_registries_per_re
     # still pass (the acknowledgements spell the partition as cdk-nag does).
     config_dir = tmp_path / "config"
     config_dir.mkdir()
-    model = {"source": "registry", "group": GROUP, "version": 3, "model_data_prefix": PREFIX}
+    model = {"source": "registry", "group": GROUP, "version": 3, "model_data_prefix": PREFIX, "kms_key_arn": KEY}
     (config_dir / "agnostic.yaml").write_text(yaml.safe_dump({"model": model}), encoding="utf-8")
     assembly = build_app(config_dir=config_dir, outdir=str(tmp_path / "out"), resolved_models=tmp_path / "x").synth()
     serving = templates(assembly, "agnostic")["Serving"]

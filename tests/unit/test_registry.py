@@ -21,6 +21,7 @@ from sagebert.release.archive import write_tar_gz
 GROUP = "sagebert-models"
 OWNER_ACCOUNT = "111122223333"
 BUCKET = "sagebert-dev-storage-artifacts1a2b3c"
+OTHER_KEY = "arn:aws:kms:eu-west-1:444455556666:key/87654321-4321-4321-4321-210987654321"
 KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/0d2c3f1e-1111-2222-3333-444455556666"
 MANIFEST = {
     "format": 1,
@@ -51,22 +52,26 @@ model:
   group: {GROUP}
   group_account: "{OWNER_ACCOUNT}"
   model_data_prefix: s3://{BUCKET}/registry/{GROUP}/
+  kms_key_arn: {KEY_ARN}
 endpoint:
   compute: cpu
   instance_type: ml.c6i.xlarge
   variants:
     - {{name: Candidate, weight: 1, instance_type: ml.c6i.2xlarge, model: {{source: registry, group: other-models,
-        group_account: "444455556666", version: 3, model_data_prefix: "s3://other-bucket/registry/other-models/"}}}}
+        group_account: "444455556666", version: 3, model_data_prefix: "s3://other-bucket/registry/other-models/",
+        kms_key_arn: {OTHER_KEY}}}}}
 """
 STAGING = f"""
 region: eu-west-1
-model: {{source: registry, group: {GROUP}, model_data_prefix: "s3://{BUCKET}/registry/{GROUP}/"}}
+model: {{source: registry, group: {GROUP}, model_data_prefix: "s3://{BUCKET}/registry/{GROUP}/",
+  kms_key_arn: {KEY_ARN}}}
 endpoint:
   compute: cpu
   instance_type: ml.c6i.large
   shadow:
     instance_type: ml.c6i.4xlarge
-    model: {{source: registry, group: {GROUP}, version: 2, model_data_prefix: "s3://{BUCKET}/registry/{GROUP}/"}}
+    model: {{source: registry, group: {GROUP}, version: 2, model_data_prefix: "s3://{BUCKET}/registry/{GROUP}/",
+      kms_key_arn: {KEY_ARN}}}
 """
 HUB = """
 region: eu-west-1

@@ -88,6 +88,7 @@ def test_registry_stages_that_name_the_owners_group_where_it_is_are_accepted(tmp
             "group": "sagebert-models",
             "group_account": "111111111111",
             "model_data_prefix": "s3://bucket-a/registry/",
+            "kms_key_arn": "arn:aws:kms:eu-west-1:111111111111:key/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d",
         },
     }
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(owner), encoding="utf-8")

@@ -109,13 +109,19 @@ def test_editing_a_file_resynthesizes(tree: Path) -> None:
 
 
 def _assembly(out: Path, stages: list[str]) -> Path:
-    """A cloud assembly's manifests with one (empty) nested assembly per stage."""
+    """A cloud assembly's manifests with one (empty) nested assembly per stage; a stage path with '/' is nested in
+    another construct, as the promotion pipeline's copies are (display name SageBert-Pipeline/Promotion/SageBert-dev,
+    directory assembly-SageBert-Pipeline-Promotion-SageBert-dev)."""
     artifacts = {}
     for stage in stages:
-        directory = f"assembly-SageBert-{stage}"
+        display = f"SageBert-{stage}"
+        directory = "assembly-" + display.replace("/", "-")
         (out / directory).mkdir(parents=True)
         (out / directory / "manifest.json").write_text(json.dumps({"artifacts": {}}), encoding="utf-8")
-        artifacts[directory] = {"type": "cdk:cloud-assembly", "properties": {"directoryName": directory}}
+        artifacts[directory] = {
+            "type": "cdk:cloud-assembly",
+            "properties": {"directoryName": directory, "displayName": display},
+        }
     (out / "manifest.json").write_text(json.dumps({"artifacts": artifacts}), encoding="utf-8")
     return out
 
@@ -137,3 +143,21 @@ def test_the_report_refuses_an_assembly_that_is_stale_against_config(
     (config / "staging.yaml").write_text("x: 1\n", encoding="utf-8")
     (config / "prod.yaml").unlink()
     assert synth_report.stale_stages(stages, config) is None
+
+
+def test_the_promotion_pipelines_copies_of_the_stages_are_no_stray_stages(tmp_path: Path) -> None:
+    # Given config/pipeline.yaml enabled: the assembly holds each stage and the pipeline's copy of it
+    # (SageBert-Pipeline/Promotion/SageBert-dev). They are not stages without a config file.
+    config = tmp_path / "config"
+    config.mkdir()
+    for name in ("dev", "prod", "pipeline"):
+        (config / f"{name}.yaml").write_text("x: 1\n", encoding="utf-8")
+    pipeline = ["Pipeline/Promotion/SageBert-dev", "Pipeline/Promotion/SageBert-prod"]
+    stages = read_assembly(_assembly(tmp_path / "cdk.out", ["dev", "prod", *pipeline]))
+    assert [stage.name for stage in stages if stage.in_pipeline] == [f"SageBert-{p}" for p in pipeline]
+    assert synth_report.stale_stages(stages, config) is None
+    # A stray stage of the app is still found beside them.
+    (config / "prod.yaml").unlink()
+    assert synth_report.stale_stages(stages, config) == (
+        "stages without a config file: ['SageBert-prod']; config files without a stage: none"
+    )
