@@ -8,6 +8,7 @@ from aws_cdk import Environment, Stage, Tags
 from constructs import Construct
 
 from infra.config.stage import STAGE_PREFIX, StageConfig
+from infra.operations.log_retention import delete_with_the_key
 from infra.project_files import ProjectFiles
 from infra.stacks import ApiStack, BatchStack, MonitoringStack, ServingStack, StorageStack
 
@@ -78,6 +79,9 @@ class SageBertStage(Stage):
                 key=self.storage.store.key,
                 description=f"sagebert {name}: CloudWatch dashboard and alarms",
             )
+        if not config.retain_data:
+            # The stage key goes with the stacks: so do the log groups it encrypts.
+            delete_with_the_key(self)
         Tags.of(self).add("sagebert:stage", name)
         for key, value in sorted(config.tags.items()):
             Tags.of(self).add(key, value)

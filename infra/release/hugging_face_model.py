@@ -39,7 +39,6 @@ TRANSFORM_METRIC_NAMESPACE = "/aws/sagemaker/TransformJobs"
 # An inference component's copies publish theirs (CPUUtilizationNormalized, MemoryUtilizationNormalized ...) here.
 # https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html#cloudwatch-metrics-inference-component
 COMPONENT_METRIC_NAMESPACE = "/aws/sagemaker/InferenceComponents"
-METRIC_NAMESPACES = (ENDPOINT_METRIC_NAMESPACE, TRANSFORM_METRIC_NAMESPACE, COMPONENT_METRIC_NAMESPACE)
 
 
 def _check_packaged_runtime(artifact: Path, source: BundledModel, runtime: str | None) -> None:
@@ -79,6 +78,18 @@ class ModelLogs:
     endpoint_name: str | None = None
     inference_component_name: str | None = None
     transform_job_prefix: str | None = None
+
+    def metric_namespaces(self) -> list[str]:
+        """Where the containers of these endpoints, components and jobs publish their instance metrics."""
+        return [
+            namespace
+            for namespace, used in (
+                (ENDPOINT_METRIC_NAMESPACE, self.endpoint_name),
+                (COMPONENT_METRIC_NAMESPACE, self.inference_component_name),
+                (TRANSFORM_METRIC_NAMESPACE, self.transform_job_prefix),
+            )
+            if used is not None
+        ]
 
 
 def endpoint_log_group_name(endpoint_name: str) -> str:
@@ -249,15 +260,15 @@ class HuggingFaceModel(Construct):
             iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
             *_log_statements(stack, logs),
             # The container publishes the instance metrics (CPUUtilization, MemoryUtilization, DiskUtilization,
-            # GPU*) under /aws/sagemaker/Endpoints, /aws/sagemaker/InferenceComponents and
-            # /aws/sagemaker/TransformJobs as this role; SageMaker's minimum CreateModel policy lists it.
+            # GPU*) under /aws/sagemaker/Endpoints, /aws/sagemaker/InferenceComponents or
+            # /aws/sagemaker/TransformJobs, as this role; SageMaker's minimum CreateModel policy lists it.
             # PutMetricData takes no resource ARN: the namespace condition keeps the role to those namespaces.
             # https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html#sagemaker-roles-createmodel-perms
             iam.PolicyStatement(
                 sid="PublishInstanceMetrics",
                 actions=["cloudwatch:PutMetricData"],
                 resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": list(METRIC_NAMESPACES)}},
+                conditions={"StringEquals": {"cloudwatch:namespace": logs.metric_namespaces()}},
             ),
         ]
 

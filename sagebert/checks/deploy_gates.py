@@ -10,6 +10,9 @@
   RetainExceptOnCreate (CDK RETAIN_ON_UPDATE_OR_DELETE) or a generated name avoids that; the rest must be listed
   in RETAINED_NAMES_ALLOWED with a reason.
   https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html
+- Key lifetime (`outlived_keys`): a resource kept after deletion but encrypted with a key deleted with its stack
+  holds data nobody can read afterwards (a deleted KMS key decrypts nothing).
+  https://docs.aws.amazon.com/kms/latest/developerguide/deleting-keys.html
 - Update path (`stuck_scaling_updates`): SageMaker fails an endpoint update that changes the instance type of a
   variant registered for autoscaling, and CloudFormation can only deregister it after the update.
   https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html
@@ -305,3 +308,57 @@ def _scaled_variants(templates: Mapping[str, Template]) -> set[tuple[str, str]]:
             if match:
                 found.add((match[1], match[2]))
     return found
+
+
+# DeletionPolicy values that keep a resource after its stack is deleted.
+# https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html
+KEPT = ("Retain", "RetainExceptOnCreate")
+KMS_KEY = "AWS::KMS::Key"
+
+
+def _encryption_references(properties: Any) -> set[str]:
+    """What a resource's encryption properties (KmsKeyId, KMSMasterKeyID, KmsMasterKeyId, EncryptionKey ...) refer
+    to: logical ids, and export names as "import:<name>"."""
+    found: set[str] = set()
+    if isinstance(properties, dict):
+        for key, value in properties.items():
+            if re.search(r"(?i)kms|encryptionkey", key):
+                found |= _references(value) | {f"import:{name}" for name in _imports(value)}
+            else:
+                found |= _encryption_references(value)
+    elif isinstance(properties, list):
+        for value in properties:
+            found |= _encryption_references(value)
+    return found
+
+
+def outlived_keys(templates: Mapping[str, Template]) -> list[str]:
+    """Resources kept after deletion (DeletionPolicy Retain or RetainExceptOnCreate) that are encrypted with a KMS key
+    deleted with its stack: what they hold can no longer be read once the key is gone (a deleted key cannot decrypt),
+    and where they have a fixed name the next deploy fails on it. Keys are followed within a stack and through
+    exports. One message per resource; `templates` are one stage's, by stack name."""
+    exported: dict[str, tuple[str, Any]] = {e.name: (e.stack, e.value) for e in exports(templates)}
+    problems = []
+    for stack, template in sorted(templates.items()):
+        resources = template.get("Resources", {})
+        for logical_id, resource in sorted(resources.items()):
+            if resource.get("DeletionPolicy") not in KEPT:
+                continue
+            for reference in sorted(_encryption_references(resource.get("Properties", {}))):
+                key_stack, key_resources, key_ids = stack, resources, {reference}
+                if reference.startswith("import:"):
+                    if reference.removeprefix("import:") not in exported:
+                        continue
+                    key_stack, value = exported[reference.removeprefix("import:")]
+                    key_resources = templates[key_stack].get("Resources", {})
+                    key_ids = _references(value)
+                for key_id in sorted(key_ids):
+                    key = key_resources.get(key_id, {})
+                    if key.get("Type") == KMS_KEY and key.get("DeletionPolicy") not in KEPT:
+                        problems.append(
+                            f"{stack}: {logical_id} ({resource['Type']}) is kept after deletion "
+                            f"({resource['DeletionPolicy']}) but its key {key_stack}/{key_id} is deleted with its "
+                            "stack: what it holds becomes unreadable. Delete it with the key (retain_data: false "
+                            "stages: infra.operations.log_retention.delete_with_the_key), or keep the key too."
+                        )
+    return problems

@@ -478,10 +478,14 @@ def main_register(
 
 
 def group_reference(source: RegistryModel, region: str) -> str:
-    """ListModelPackages' ModelPackageGroupName: the name in this account, the group's ARN in another."""
+    """ListModelPackages' ModelPackageGroupName: the name in this account, the group's ARN in another (in the
+    region's partition: aws, aws-cn, aws-us-gov ..., from botocore's endpoint data)."""
     if source.group_account is None:
         return source.group
-    return f"arn:aws:sagemaker:{region}:{source.group_account}:model-package-group/{source.group}"
+    import botocore.session
+
+    partition = botocore.session.get_session().get_partition_for_region(region)
+    return f"arn:{partition}:sagemaker:{region}:{source.group_account}:model-package-group/{source.group}"
 
 
 def latest_approved(sagemaker: Any, source: RegistryModel, region: str) -> dict[str, Any]:

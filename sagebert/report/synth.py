@@ -146,5 +146,12 @@ def main(outdir: Path, config_dir: Path = paths.CONFIG_DIR) -> int:
             print(f"  - {problem}", file=sys.stderr)
         return 1
     print("export stability: no imported export names a resource that every change replaces")
+    outlived = [problem for group in groups for problem in deploy_gates.outlived_keys(group)]
+    if outlived:
+        print("key lifetime: kept resources whose encryption key is deleted:", file=sys.stderr)
+        for problem in outlived:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print("key lifetime: nothing kept after deletion is encrypted with a key deleted with its stack")
     print(render(stages))
     return 0

@@ -183,9 +183,7 @@ def test_bundled_model_uploads_the_archive_and_reads_only_it(default_artifact: P
     # SageMaker's instance-metric namespaces.
     metrics = statements["PublishInstanceMetrics"]
     assert (metrics["Action"], metrics["Resource"]) == ("cloudwatch:PutMetricData", "*")
-    assert metrics["Condition"] == {
-        "StringEquals": {"cloudwatch:namespace": ["/aws/sagemaker/Endpoints", "/aws/sagemaker/TransformJobs"]}
-    }
+    assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": ["/aws/sagemaker/Endpoints"]}}
     assert statements["ReadModelData"]["Action"] == "s3:GetObject"
     # One object: the asset's key, not the bucket's contents.
     assert str(statements["ReadModelData"]["Resource"]).count(".gz") == 1

@@ -145,11 +145,25 @@ def test_no_retained_resource_has_a_physical_name(baseline: Templates) -> None:
         for resource in template["Resources"].values()
         if resource["Type"] == "AWS::Logs::LogGroup" and "LogGroupName" in resource["Properties"]
     ]
-    # dev's and prod's state machine logs, prod's WAF logs; every stage's endpoint logs and API execution logs.
-    assert len(named) == 3 + 3 + 3
-    # Deleted with dev's data (retain_data: false): dev's endpoint log group, whose fixed name a later deploy reuses.
+    # dev's and prod's state machine logs, prod's WAF logs; every stage's endpoint logs and API execution logs; dev's
+    # inference component's logs.
+    assert len(named) == 3 + 3 + 3 + 1
+    # Deleted with dev's data and key (retain_data: false): dev's four, whose fixed names a later deploy reuses.
     policies = sorted(r.get("DeletionPolicy", "Delete") for r in named)
-    assert policies == ["Delete"] + ["RetainExceptOnCreate"] * 8
+    assert policies == ["Delete"] * 4 + ["RetainExceptOnCreate"] * 6
+
+
+def test_nothing_outlives_the_key_that_encrypts_it(baseline: Templates) -> None:
+    # dev deletes its key with the stacks: every log group it encrypts goes too (CDK keeps log groups by default).
+    for templates in baseline.values():
+        assert deploy_gates.outlived_keys(templates) == []
+    dev_groups = [
+        resource
+        for template in baseline["SageBert-dev"].values()
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Logs::LogGroup"
+    ]
+    assert dev_groups and {r.get("DeletionPolicy", "Delete") for r in dev_groups} == {"Delete"}
 
 
 def test_the_retain_gate_catches_a_retained_fixed_name(baseline: Templates) -> None:

@@ -14,6 +14,7 @@ import pytest
 from botocore.stub import Stubber
 from botocore.validate import validate_parameters
 
+from infra.config.model import RegistryModel
 from sagebert.__main__ import main as cli
 from sagebert.release import registry
 from sagebert.release.archive import write_tar_gz
@@ -512,3 +513,19 @@ def test_the_cli_writes_the_resolved_models_file_that_synth_reads() -> None:
     from sagebert import paths
 
     assert paths.RESOLVED_MODELS == paths.ROOT / RESOLVED_MODELS_FILE
+
+
+def test_another_accounts_group_is_named_in_its_regions_partition() -> None:
+    # ListModelPackages takes the group's ARN for another account's group: in China or GovCloud that ARN is not arn:aws.
+    source = RegistryModel(
+        source="registry",
+        group=GROUP,
+        group_account="444455556666",
+        model_data_prefix=f"s3://{BUCKET}/registry/",
+        kms_key_arn=KEY_ARN,
+    )
+    assert registry.group_reference(source, "eu-west-1").startswith("arn:aws:sagemaker:eu-west-1:444455556666:")
+    assert registry.group_reference(source, "cn-north-1").startswith("arn:aws-cn:sagemaker:cn-north-1:")
+    assert registry.group_reference(source, "us-gov-west-1").startswith("arn:aws-us-gov:sagemaker:us-gov-west-1:")
+    same_account = source.model_copy(update={"group_account": None})
+    assert registry.group_reference(same_account, "cn-north-1") == GROUP
