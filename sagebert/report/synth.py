@@ -13,7 +13,7 @@ from infra.catalog import compute_profiles
 from infra.config.stage import STAGE_PREFIX, stage_files
 from sagebert import paths
 from sagebert.assembly import StageSummary, read_assembly, stage_templates
-from sagebert.checks import deploy_gates
+from sagebert.checks import deploy_gates, service_rules
 from sagebert.tables import columns
 
 
@@ -142,5 +142,10 @@ def main(outdir: Path, config_dir: Path = paths.CONFIG_DIR) -> int:
             print(f"  - {problem}", file=sys.stderr)
         return 1
     print("export stability: no imported export names a resource that every change replaces")
+    if broken := [problem for group in groups for problem in service_rules.problems(group)]:
+        print("service rules: values SageMaker's documentation refuses:", file=sys.stderr)
+        print("\n".join(f"  - {problem}" for problem in broken), file=sys.stderr)
+        return 1
+    print("service rules: rolling-update batches and transform request sizes within SageMaker's documented limits")
     print(render(stages))
     return 0
