@@ -20,6 +20,7 @@ from infra.config.errors import ConfigError
 from infra.config.stage import StageConfig, load_stage_config
 from infra.online.inference_component import NO_CAPACITY_METRIC, SCALABLE_DIMENSION
 from infra.stage import SageBertStage
+from sagebert.checks import service_rules
 from sagebert.report import synth as synth_report
 
 SCALE_TO_ZERO = {
@@ -119,6 +120,7 @@ def test_the_component_serves_the_stage_model_with_its_copies_and_resources(serv
     deployment = component["DeploymentConfig"]
     assert deployment["RollingUpdatePolicy"]["MaximumBatchSize"] == {"Type": "CAPACITY_PERCENT", "Value": 25}
     assert "RollbackMaximumBatchSize" not in deployment["RollingUpdatePolicy"]
+    assert service_rules.rolling_update_batches({"Serving": serving}) == []
     alarms = {a["AlarmName"]["Ref"] for a in deployment["AutoRollbackConfiguration"]["Alarms"]}
     assert len(alarms) == 2
     for alarm in alarms:
