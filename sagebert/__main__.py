@@ -134,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     batch.add_argument("--output", type=Path, required=True, help="one answer per input line, in order")
     batch.add_argument("--archive", type=Path, default=paths.ARTIFACT)
     batch.add_argument(
-        "--max-payload-mb", type=float, default=6.0, help="MaxPayloadInMB of a MultiRecord request (default 6)"
+        "--max-payload-mb",
+        type=float,
+        # A transform job's default (infra/config/batch.py); tests/unit/test_batch_facts.py keeps them equal.
+        default=2.0,
+        help="MaxPayloadInMB of a MultiRecord request (default 2, as a transform job)",
     )
     batch.add_argument(
         "--concurrency", type=int, default=2, help="requests at a time, MaxConcurrentTransforms (default 2)"

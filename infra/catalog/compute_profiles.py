@@ -78,6 +78,11 @@ HOURS_PER_MONTH = 730
 # vCPUs are one core), so capacity is counted per core, with its hyperthread sibling as nothing extra: a
 # lower bound. The autoscaling target is derived from it (see target_invocations_per_minute).
 MEASURED_CPU_REQUESTS_PER_S_PER_CORE = 120.0
+# Texts per second one model-server worker answers on one pinned core when requests carry many short texts (the
+# batch path's MultiRecord requests): `make bench`'s 402.3 texts/s over 2 cores (2 clients x 64 texts per request) x
+# the pinned core's share 0.583 (infra/catalog/measured_throughput.json, realtime_batched_texts_per_s and
+# one_core_share; a test keeps them equal). Transform requests are sized from it (infra/config/batch.py).
+MEASURED_CPU_BATCHED_TEXTS_PER_S_PER_CORE = 234.5
 # Scale out at half the measured capacity: room for longer texts and for the minutes new instances
 # take to start.
 AUTOSCALING_HEADROOM = 0.5

@@ -28,12 +28,70 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
 # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html
 TRANSFORM_ENVIRONMENT_MAX = api.stated_maximum("CreateTransformJobRequest.Environment")
 TRANSFORM_PAYLOAD_BUDGET_MB = 100
-# SageMaker's own defaults for a transform job's MaxPayloadInMB and ModelClientConfig, which sagebert keeps;
-# `make batch-local` runs with them too.
-TRANSFORM_MAX_PAYLOAD_MB = 6
+# SageMaker's own defaults for a transform job's ModelClientConfig, which sagebert keeps; `make batch-local` runs
+# with them too. https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ModelClientConfig.html
 TRANSFORM_INVOCATION_TIMEOUT_S = 600
 TRANSFORM_INVOCATION_MAX_RETRIES = 3
+# SageMaker's own default MaxPayloadInMB (6) is not sagebert's: see request sizing below.
+SAGEMAKER_MAX_PAYLOAD_MB = 6
 BAD_LINES_VARIABLE = "SAGEBERT_BAD_LINES"
+
+# Request sizing (the service rule behind finding A7). A MultiRecord request must be answered within
+# ModelClientConfig.InvocationsTimeoutInSeconds, or SageMaker retries it and then fails the job; the service model
+# says only "The timeout value in seconds for an invocation request" (botocore sagemaker service-2.json,
+# ModelClientConfig), so the payload that fits is sagebert's to work out. Inside the Hugging Face DLC the model
+# server's own response timeout is longer: sagemaker-inference-toolkit writes default_response_timeout =
+# SAGEMAKER_MODEL_SERVER_TIMEOUT (default "60", environment.py), and multi-model-server 1.1.x reads that property as
+# minutes (ConfigManager.getDefaultResponseTimeoutSeconds: 60 * the value; its docs say seconds), so 3600 s, the
+# API's maximum InvocationsTimeoutInSeconds. A job whose environment lowers it is refused below.
+#
+# Texts in one request: payload / the average line of a request of short texts, at most the handler's line limit.
+# 32 bytes is a 29-character text as a JSON string with its newline; the shipped reviews average ~85 bytes and the
+# shortest is 18 (data/sentiment), so a whole request this short is the pessimistic case, not the usual one.
+SHORT_LINE_BYTES = 32
+# model_code/inference.py refuses a request of more lines (a 400, which fails the job); a test keeps them equal.
+HANDLER_MAX_LINES = 100_000
+# A request must finish within half the invocation timeout at the measured rate: the rate was measured on the
+# project's development CPU, not on the transform instance, and texts longer than the measured ones run slower.
+REQUEST_TIME_MARGIN = 2.0
+MODEL_SERVER_TIMEOUT_VARIABLES = {"SAGEMAKER_MODEL_SERVER_TIMEOUT": 60, "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS": 1}
+MB = 1024 * 1024
+
+
+def concurrent_requests(max_concurrent_transforms: int) -> int:
+    """Requests an instance serves at once: MaxConcurrentTransforms, or with 0 SageMaker's default, 1, for a
+    container without the optional execution-parameters endpoint (CreateTransformJob's MaxConcurrentTransforms in
+    botocore's service model); multi-model-server serves none (it documents it only as a plugin example)."""
+    return max(1, max_concurrent_transforms)
+
+
+def request_seconds(payload_mb: int, instance_type: str, max_concurrent_transforms: int) -> float:
+    """Seconds the slowest of the concurrent requests of `payload_mb` short lines takes on one instance of
+    `instance_type`: each worker runs one text at a time on one core (compute_profiles'
+    MEASURED_CPU_BATCHED_TEXTS_PER_S_PER_CORE), and requests beyond the physical cores share them."""
+    texts = min(payload_mb * MB / SHORT_LINE_BYTES, HANDLER_MAX_LINES)
+    concurrent = concurrent_requests(max_concurrent_transforms)
+    per_request = compute_profiles.MEASURED_CPU_BATCHED_TEXTS_PER_S_PER_CORE * min(
+        1.0, compute_profiles.cores(instance_type) / concurrent
+    )
+    return texts / per_request
+
+
+def largest_payload_mb(instance_type: str, max_concurrent_transforms: int, invocation_timeout_s: int) -> int:
+    """The largest whole MaxPayloadInMB whose requests of short lines stay within the handler's line limit and finish
+    within the invocation timeout with the margin; 0 when not even 1 MB does."""
+    by_lines = HANDLER_MAX_LINES * SHORT_LINE_BYTES // MB
+    fits = [
+        mb
+        for mb in range(1, by_lines + 1)
+        if request_seconds(mb, instance_type, max_concurrent_transforms) * REQUEST_TIME_MARGIN <= invocation_timeout_s
+    ]
+    return max(fits, default=0)
+
+
+# sagebert's default MaxPayloadInMB: the largest that fits with SageMaker's default timeout and one request at a time
+# (the same on every instance type: one request runs on one core). `make batch-local` uses it too.
+TRANSFORM_MAX_PAYLOAD_MB = largest_payload_mb("ml.c6i.large", 0, TRANSFORM_INVOCATION_TIMEOUT_S)
 
 
 class BatchSettings(Strict):
@@ -88,7 +146,10 @@ class BatchSettings(Strict):
         ge=1,
         le=TRANSFORM_PAYLOAD_BUDGET_MB,
         description="MaxPayloadInMB: lines are packed into requests of at most this many MB (MultiRecord); a line "
-        "larger than this fails the job.",
+        f"larger than this fails the job. At most what a request of {SHORT_LINE_BYTES}-byte lines answers within "
+        f"half of invocation_timeout_s at the measured rate and within the handler's {HANDLER_MAX_LINES:,} lines "
+        f"(see docs/batch.md, Request sizing); default {TRANSFORM_MAX_PAYLOAD_MB} (SageMaker's own: "
+        f"{SAGEMAKER_MAX_PAYLOAD_MB}).",
     )
     max_concurrent_transforms: int = Field(
         0,
@@ -220,7 +281,45 @@ class BatchSettings(Strict):
                 f"{self.max_payload_mb} = {budget}, over SageMaker's {TRANSFORM_PAYLOAD_BUDGET_MB} MB; lower one of "
                 "them (or set max_concurrent_transforms: 0 to let SageMaker choose)."
             )
+        self._request_sizing()
         return self
+
+    def _request_sizing(self) -> None:
+        """MaxPayloadInMB against the invocation timeout and the handler's line limit (see request_seconds), and no
+        model-server timeout below the invocation timeout."""
+        for name, unit_s in MODEL_SERVER_TIMEOUT_VARIABLES.items():
+            value = self.environment.get(name)
+            if value is not None and (not value.isdigit() or int(value) * unit_s < self.invocation_timeout_s):
+                raise ValueError(
+                    f"batch.environment {name} = {value!r}: the model server would give up on a request before "
+                    f"invocation_timeout_s = {self.invocation_timeout_s} s ({name} counts "
+                    f"{'minutes' if unit_s == 60 else 'seconds'}). Remove it (the toolkit's default is 60 minutes) or "
+                    "raise it to at least the invocation timeout."
+                )
+        largest = largest_payload_mb(self.instance_type, self.max_concurrent_transforms, self.invocation_timeout_s)
+        if self.max_payload_mb <= largest:
+            return
+        texts = min(self.max_payload_mb * MB // SHORT_LINE_BYTES, HANDLER_MAX_LINES)
+        seconds = request_seconds(self.max_payload_mb, self.instance_type, self.max_concurrent_transforms)
+        concurrent = concurrent_requests(self.max_concurrent_transforms)
+        if self.max_payload_mb * MB / SHORT_LINE_BYTES > HANDLER_MAX_LINES:
+            why = (
+                f"{self.max_payload_mb} MB of {SHORT_LINE_BYTES}-byte lines is over the handler's "
+                f"{HANDLER_MAX_LINES:,} lines per request, which it refuses (the job fails)"
+            )
+        else:
+            why = (
+                f"{texts:,} texts of {SHORT_LINE_BYTES} bytes in one request, {concurrent} at a time on "
+                f"{compute_profiles.cores(self.instance_type)} core(s) of {self.instance_type} at the measured "
+                f"{compute_profiles.MEASURED_CPU_BATCHED_TEXTS_PER_S_PER_CORE:g} texts/s per core, take ~{seconds:.0f} "
+                f"s: more than half of invocation_timeout_s = {self.invocation_timeout_s}"
+            )
+        fix = f"set max_payload_mb: {largest} or less" if largest else "lower max_concurrent_transforms"
+        raise ValueError(
+            f"batch.max_payload_mb = {self.max_payload_mb}: {why}. SageMaker retries a request that times out and "
+            f"then fails the job; {fix}, or raise invocation_timeout_s (at most "
+            f"{api.maximum('ModelClientConfig.InvocationsTimeoutInSeconds')})."
+        )
 
     @property
     def container_environment(self) -> dict[str, str]:

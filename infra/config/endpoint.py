@@ -28,6 +28,12 @@ MAX_INSTANCES = 100
 LINEAR_STEP_PERCENT = (10, 50)
 # Availability Zones a private network may span (every commercial region has three).
 MAX_ZONES = 3
+# An inference component's rolling-update batch (RollingUpdatePolicy.MaximumBatchSize): "The value must be between 5%
+# to 50% of the copy count of the inference component" (botocore's sagemaker service-2.json,
+# InferenceComponentRollingUpdatePolicy; the API only types it as InferenceComponentCapacitySize, Value >= 1). A
+# COPY_COUNT batch cannot meet that for every copy count scaling reaches (one copy is 100% of one), so sagebert sends
+# CAPACITY_PERCENT with a percent in this range.
+ROLLING_BATCH_PERCENT = (5, 50)
 
 
 class AutoscalingSettings(Strict):
@@ -303,6 +309,13 @@ class InferenceComponentSettings(Strict):
         description="Fewest copies copy-count scaling keeps; 0 only with scale_to_zero. Production needs at least 2.",
     )
     max_copies: int = Field(4, ge=1, le=MAX_INSTANCES, description="Most copies copy-count scaling starts.")
+    rolling_batch_percent: int = Field(
+        25,
+        ge=ROLLING_BATCH_PERCENT[0],
+        le=ROLLING_BATCH_PERCENT[1],
+        description="Rolling updates replace this percent of the copies per step (RollingUpdatePolicy.MaximumBatchSize"
+        ", CAPACITY_PERCENT); SageMaker takes 5 to 50% of the copy count. A rollback restores all copies at once.",
+    )
     max_instances: int | None = Field(
         None,
         ge=1,

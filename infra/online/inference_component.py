@@ -28,8 +28,8 @@ class InferenceComponent(Construct):
     variant, with:
 
     - each copy's reserved CPU cores and memory, and the start-up timeouts of a new copy;
-    - rolling updates of the copies, one at a time, rolled back on the endpoint's rollback alarms (5XX errors and
-      p99 model latency of the component);
+    - rolling updates of the copies, rolling_batch_percent of them per step, rolled back (all at once) on the
+      endpoint's rollback alarms (5XX errors and p99 model latency of the component);
     - target tracking of the copy count on invocations per copy (min_copies to max_copies; managed instance scaling
       starts and releases the instances the copies need);
     - with scale_to_zero, min copies 0 and a step-scaling policy whose alarm on NoCapacityInvocationFailures adds
@@ -72,8 +72,10 @@ class InferenceComponent(Construct):
             ),
             deployment_config=sagemaker.CfnInferenceComponent.InferenceComponentDeploymentConfigProperty(
                 rolling_update_policy=sagemaker.CfnInferenceComponent.InferenceComponentRollingUpdatePolicyProperty(
+                    # A percent of the copies, 5 to 50 (the config's rule and its source): valid at any copy count.
+                    # RollbackMaximumBatchSize stays unset: SageMaker then rolls back all copies at once (blue/green).
                     maximum_batch_size=sagemaker.CfnInferenceComponent.InferenceComponentCapacitySizeProperty(
-                        type="COPY_COUNT", value=1
+                        type="CAPACITY_PERCENT", value=component.rolling_batch_percent
                     ),
                     wait_interval_in_seconds=rollout.wait_interval_s,
                     maximum_execution_timeout_in_seconds=rollout.max_execution_timeout_s,

@@ -4,7 +4,9 @@
   imports ("Export ... cannot be updated as it is in use"). A value changes when the resource it names is
   replaced, and a replaced resource with a generated name gets a new name. Comparing two synths (before and after
   a change a user makes every week: a new archive, image tag or container variable) with the resource schemas'
-  create-only properties finds every export that such a change would block.
+  create-only properties finds every export that such a change would block. Where a schema lacks create-only
+  properties the API has (an inference component's name and endpoint), CREATE_ONLY_SUPPLEMENT adds them, each with
+  its source.
 - Retry safety (`retained_physical_names`): DeletionPolicy Retain keeps a resource even when the rollback of a
   failed first create deletes the rest, so a fixed physical name makes every retry fail with AlreadyExists.
   RetainExceptOnCreate (CDK RETAIN_ON_UPDATE_OR_DELETE) or a generated name avoids that; the rest must be listed
@@ -37,6 +39,16 @@ SCHEMA_REGION = "us-east-1"
 # Empty today: every retained resource either has a generated name or uses RetainExceptOnCreate.
 RETAINED_NAMES_ALLOWED: dict[tuple[str, str], str] = {}
 
+# Create-only properties the resource schemas do not mark, by type: the API's update call cannot change them, so
+# CloudFormation must replace the resource. Used with the schemas' own createOnlyProperties.
+CREATE_ONLY_SUPPLEMENT: dict[str, tuple[str, ...]] = {
+    # The schema of AWS::SageMaker::InferenceComponent has no createOnlyProperties, but UpdateInferenceComponent takes
+    # InferenceComponentName only to name the component, and neither EndpointName nor VariantName (botocore's
+    # sagemaker service-2.json, UpdateInferenceComponentInput: Specification, Specifications, RuntimeConfig,
+    # DeploymentConfig). https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_UpdateInferenceComponent.html
+    "AWS::SageMaker::InferenceComponent": ("InferenceComponentName", "EndpointName", "VariantName"),
+}
+
 
 @cache
 def _schema(resource_type: str) -> dict[str, Any]:
@@ -54,8 +66,10 @@ def _paths(resource_type: str, key: str) -> list[list[str]]:
 
 
 def create_only_properties(resource_type: str) -> list[list[str]]:
-    """Property paths whose change replaces the resource (the schema's createOnlyProperties)."""
-    return _paths(resource_type, "createOnlyProperties")
+    """Property paths whose change replaces the resource: the schema's createOnlyProperties and, for types whose
+    schema lacks them, CREATE_ONLY_SUPPLEMENT."""
+    paths = _paths(resource_type, "createOnlyProperties")
+    return paths + [[name] for name in CREATE_ONLY_SUPPLEMENT.get(resource_type, ()) if [name] not in paths]
 
 
 def physical_name_properties(resource_type: str) -> list[str]:
@@ -63,7 +77,8 @@ def physical_name_properties(resource_type: str) -> list[str]:
     properties (EndpointName, RoleName ...)."""
     read_only = {path[0] for path in _paths(resource_type, "readOnlyProperties")}
     names = {path[0] for path in _paths(resource_type, "primaryIdentifier") if path[0] not in read_only}
-    names |= {path[0] for path in create_only_properties(resource_type) if len(path) == 1 and path[0].endswith("Name")}
+    schema_create_only = _paths(resource_type, "createOnlyProperties")  # the supplement names other resources too
+    names |= {path[0] for path in schema_create_only if len(path) == 1 and path[0].endswith("Name")}
     return sorted(names)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,47 @@ from infra.catalog import compute_profiles
 from infra.config.stage import STAGE_PREFIX, stage_files
 from sagebert import paths
 from sagebert.assembly import StageSummary, read_assembly, stage_templates
-from sagebert.checks import deploy_gates
+from sagebert.checks import deploy_gates, service_rules
 from sagebert.tables import columns
+
+
+@dataclass(frozen=True)
+class TemplateGate:
+    """A check over one group of templates (a stage's stacks, or the top-level ones) that `make synth` runs: what it
+    is, the problems it finds (one message each), its failure header and its verdict when it finds none."""
+
+    name: str
+    problems: Callable[[Mapping[str, Any]], Sequence[object]]
+    failure: str
+    success: str
+
+
+TEMPLATE_GATES = (
+    TemplateGate(
+        "retry safety",
+        deploy_gates.retained_physical_names,
+        "retained resources with a fixed physical name",
+        "no retained resource has a fixed physical name (a failed first create can be retried)",
+    ),
+    TemplateGate(
+        "export stability",
+        deploy_gates.fragile_exports,
+        "imported exports that any change renames",
+        "no imported export names a resource that every change replaces",
+    ),
+    TemplateGate(
+        "key lifetime",
+        deploy_gates.outlived_keys,
+        "kept resources whose encryption key is deleted",
+        "nothing kept after deletion is encrypted with a key deleted with its stack",
+    ),
+    TemplateGate(
+        "service rules",
+        service_rules.problems,
+        "values SageMaker's documentation refuses",
+        "rolling-update batches and transform request sizes within SageMaker's documented limits",
+    ),
+)
 
 
 def endpoints(stage: StageSummary) -> list[str]:
@@ -132,26 +173,11 @@ def main(outdir: Path, config_dir: Path = paths.CONFIG_DIR) -> int:
     # Every stage's stacks, and the top-level ones (the promotion pipeline's).
     groups = [*stage_templates(outdir).values()]
     groups.append({path.name: json.loads(path.read_text(encoding="utf-8")) for path in outdir.glob("*.template.json")})
-    retained = [found for group in groups for found in deploy_gates.retained_physical_names(group)]
-    if retained:
-        print("retry safety: retained resources with a fixed physical name:", file=sys.stderr)
-        for found in retained:
-            print(f"  - {found}", file=sys.stderr)
-        return 1
-    print("retry safety: no retained resource has a fixed physical name (a failed first create can be retried)")
-    fragile = [problem for group in groups for problem in deploy_gates.fragile_exports(group)]
-    if fragile:
-        print("export stability: imported exports that any change renames:", file=sys.stderr)
-        for problem in fragile:
-            print(f"  - {problem}", file=sys.stderr)
-        return 1
-    print("export stability: no imported export names a resource that every change replaces")
-    outlived = [problem for group in groups for problem in deploy_gates.outlived_keys(group)]
-    if outlived:
-        print("key lifetime: kept resources whose encryption key is deleted:", file=sys.stderr)
-        for problem in outlived:
-            print(f"  - {problem}", file=sys.stderr)
-        return 1
-    print("key lifetime: nothing kept after deletion is encrypted with a key deleted with its stack")
+    for gate in TEMPLATE_GATES:
+        if problems := [problem for group in groups for problem in gate.problems(group)]:
+            print(f"{gate.name}: {gate.failure}:", file=sys.stderr)
+            print("\n".join(f"  - {problem}" for problem in problems), file=sys.stderr)
+            return 1
+        print(f"{gate.name}: {gate.success}")
     print(render(stages))
     return 0

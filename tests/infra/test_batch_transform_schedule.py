@@ -236,9 +236,9 @@ def test_the_transform_job_request() -> None:
     tpl = template(
         instance_type="ml.m6i.2xlarge",
         instance_count=3,
-        max_payload_mb=4,
+        max_payload_mb=1,
         max_concurrent_transforms=8,
-        invocation_timeout_s=120,
+        invocation_timeout_s=1200,
         invocation_max_retries=1,
         environment={"SAGEBERT_THREADS": "2"},
         bad_lines="fail",
@@ -254,9 +254,9 @@ def test_the_transform_job_request() -> None:
         "TransformJobName": "{% $jobName %}",
         "ModelName": MODEL_NAME,
         "BatchStrategy": "MultiRecord",
-        "MaxPayloadInMB": 4,
+        "MaxPayloadInMB": 1,
         "MaxConcurrentTransforms": 8,
-        "ModelClientConfig": {"InvocationsTimeoutInSeconds": 120, "InvocationsMaxRetries": 1},
+        "ModelClientConfig": {"InvocationsTimeoutInSeconds": 1200, "InvocationsMaxRetries": 1},
         "Environment": {"SAGEBERT_THREADS": "2", "SAGEBERT_BAD_LINES": "fail"},
         "TransformInput": {
             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "{% $inputUri %}"}},
@@ -277,7 +277,7 @@ def test_defaults_leave_concurrency_to_sagemaker_and_mark_bad_lines(default: Tem
     arguments = states(default)["Transform"]["Arguments"]
     assert "MaxConcurrentTransforms" not in arguments
     assert arguments["Environment"] == {"SAGEBERT_BAD_LINES": "mark"}
-    assert arguments["MaxPayloadInMB"] == 6
+    assert arguments["MaxPayloadInMB"] == 2
     assert arguments["TransformResources"] == {
         "InstanceType": "ml.c6i.xlarge",
         "InstanceCount": 1,

@@ -248,3 +248,25 @@ def test_environment_agnostic_stacks_refuse_unsupported_regions_up_front(baselin
                 assert assertion["AssertDescription"].startswith("sagebert: ")
     # A region with the image but without the Powertools layer is refused by the API stack's rule.
     assert "me-south-1" in image.registries and "me-south-1" not in POWERTOOLS_REGIONS
+
+
+def _endpoint_name(name: str) -> Edit:
+    def edit(stage: str, data: dict[str, Any], folder: Path) -> None:
+        data["endpoint"]["name"] = name
+
+    return edit
+
+
+def test_an_endpoint_name_change_replaces_the_inference_component(tmp_path: Path, default_artifact: Path) -> None:
+    # The component's schema marks nothing create-only, but UpdateInferenceComponent cannot rename a component or
+    # move it to another endpoint: the supplement makes replaced_resources see it (dev serves one).
+    before = synth_stages(tmp_path / "before", only=("dev",))["SageBert-dev"]["Serving"]
+    after = synth_stages(tmp_path / "after", _endpoint_name("sagebert-dev-2"), only=("dev",))["SageBert-dev"]["Serving"]
+    (component,) = [k for k, r in after["Resources"].items() if r["Type"] == "AWS::SageMaker::InferenceComponent"]
+    (endpoint,) = [k for k, r in after["Resources"].items() if r["Type"] == "AWS::SageMaker::Endpoint"]
+    replaced = deploy_gates.replaced_resources(before, after)
+    assert replaced[endpoint] == "its create-only property EndpointName changes"
+    assert replaced[component] == "its create-only property InferenceComponentName changes"
+    # A new archive only updates it (its Specification is updatable): the component keeps its copies.
+    archive = synth_stages(tmp_path / "archive", _new_archive, only=("dev",))["SageBert-dev"]["Serving"]
+    assert component not in deploy_gates.replaced_resources(before, archive)

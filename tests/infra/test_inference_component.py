@@ -20,6 +20,7 @@ from infra.config.errors import ConfigError
 from infra.config.stage import StageConfig, load_stage_config
 from infra.online.inference_component import NO_CAPACITY_METRIC, SCALABLE_DIMENSION
 from infra.stage import SageBertStage
+from sagebert.checks import service_rules
 from sagebert.report import synth as synth_report
 
 SCALE_TO_ZERO = {
@@ -113,10 +114,13 @@ def test_the_component_serves_the_stage_model_with_its_copies_and_resources(serv
         "ContainerStartupHealthCheckTimeoutInSeconds": 600,
         "ModelDataDownloadTimeoutInSeconds": 600,
     }
-    # Copies roll over one at a time and roll back on the component's 5XX and latency alarms; the endpoint itself
-    # has no traffic-shifting guardrails to run (its model is the component's).
+    # Copies roll over a quarter at a time (SageMaker takes 5-50% of the copy count; one copy of one is 100%) and roll
+    # back, all at once, on the component's 5XX and latency alarms; the endpoint itself has no traffic-shifting
+    # guardrails to run (its model is the component's).
     deployment = component["DeploymentConfig"]
-    assert deployment["RollingUpdatePolicy"]["MaximumBatchSize"] == {"Type": "COPY_COUNT", "Value": 1}
+    assert deployment["RollingUpdatePolicy"]["MaximumBatchSize"] == {"Type": "CAPACITY_PERCENT", "Value": 25}
+    assert "RollbackMaximumBatchSize" not in deployment["RollingUpdatePolicy"]
+    assert service_rules.rolling_update_batches({"Serving": serving}) == []
     alarms = {a["AlarmName"]["Ref"] for a in deployment["AutoRollbackConfiguration"]["Alarms"]}
     assert len(alarms) == 2
     for alarm in alarms:

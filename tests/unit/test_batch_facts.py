@@ -21,7 +21,7 @@ from batch_manifest import manifest as lambda_manifest
 
 from infra.batch.manifest import MANIFEST_NAME
 from infra.batch.state_machine import transform_arguments
-from infra.config.batch import BAD_LINES_VARIABLE, BatchSettings
+from infra.config.batch import BAD_LINES_VARIABLE, HANDLER_MAX_LINES, BatchSettings
 from sagebert.__main__ import main as cli
 from sagebert.local import batch as local_batch
 
@@ -47,6 +47,10 @@ def test_the_container_refuses_a_mode_the_config_does_not_offer(monkeypatch: pyt
     monkeypatch.setenv(BAD_LINES_VARIABLE, "skip")
     with pytest.raises(ValueError, match=f"{BAD_LINES_VARIABLE}='skip'; allowed: {', '.join(BAD_LINES_MODES)}"):
         inference.bad_lines_mode()
+
+
+def test_requests_are_sized_by_the_handlers_line_limit() -> None:
+    assert HANDLER_MAX_LINES == inference.MAX_LINES
 
 
 def test_the_job_and_a_local_run_speak_the_content_type_the_container_takes() -> None:

@@ -232,7 +232,7 @@ def test_batch_section_defaults_and_committed_stages(repo_root: Path, tmp_path: 
     assert batch is not None
     assert (batch.schedule, batch.timezone) == ("cron(0 2 * * ? *)", "UTC")
     assert (batch.input_prefix, batch.output_prefix) == ("batch/input/", "batch/output/")
-    assert (batch.instance_type, batch.instance_count, batch.max_payload_mb) == ("ml.c6i.xlarge", 1, 6)
+    assert (batch.instance_type, batch.instance_count, batch.max_payload_mb) == ("ml.c6i.xlarge", 1, 2)
     assert (batch.max_concurrent_transforms, batch.invocation_timeout_s, batch.invocation_max_retries) == (0, 600, 3)
     assert (batch.retry_attempts, batch.max_event_age_s, batch.capacity_retries) == (2, 3600, 3)
     assert batch.environment == {} and batch.bad_lines == "mark" and batch.alarm_email is None
@@ -250,7 +250,7 @@ def test_batch_options_that_fit_are_accepted(tmp_path: Path) -> None:
         write(
             tmp_path,
             "batch: {schedule: 'cron(0/30 8-17 ? * MON-FRI *)', timezone: America/St_Johns, input_prefix: a/b/, "
-            "output_prefix: a/c/, instance_type: ml.m6i.4xlarge, max_payload_mb: 10, max_concurrent_transforms: 10, "
+            "output_prefix: a/c/, instance_type: ml.m6i.4xlarge, max_payload_mb: 1, max_concurrent_transforms: 10, "
             "environment: {SAGEBERT_THREADS: '1'}, bad_lines: fail, capacity_retries: 10, "
             "alarm_email: ml-oncall@example.com}",
         )
