@@ -102,6 +102,8 @@ class StageConfig(Strict):
                 f"allowed: {', '.join(sorted(image_catalog.regions()))}."
             )
         needs_powertools = [key for key in ("api", "batch") if getattr(self, key) is not None]
+        if self.region is not None:
+            self._resource_type_checks(self.region, needs_powertools)
         if self.region is not None and needs_powertools and self.region not in POWERTOOLS_REGIONS:
             allowed = ", ".join(sorted(POWERTOOLS_REGIONS & image_catalog.regions()))
             raise ValueError(
@@ -110,8 +112,6 @@ class StageConfig(Strict):
                 f"{POWERTOOLS_LAYER_PARAMETER}); allowed: {allowed}. Deploy the stage to one of them, or remove "
                 f"{' and '.join(needs_powertools)}."
             )
-        if self.region is not None:
-            self._resource_type_checks(self.region, needs_powertools)
         if self.endpoint.compute == "inferentia":
             if isinstance(self.model, RegistryModel):
                 # The package names its Neuron image (chosen at registration): any catalogued one's registries.

@@ -13,7 +13,7 @@ from infra.catalog import compute_profiles
 from infra.config.stage import STAGE_PREFIX, stage_files
 from sagebert import paths
 from sagebert.assembly import StageSummary, read_assembly, stage_templates
-from sagebert.checks import deploy_gates
+from sagebert.checks import deploy_gates, region_gate
 from sagebert.tables import columns
 
 
@@ -142,5 +142,11 @@ def main(outdir: Path, config_dir: Path = paths.CONFIG_DIR) -> int:
             print(f"  - {problem}", file=sys.stderr)
         return 1
     print("export stability: no imported export names a resource that every change replaces")
+    stacks = region_gate.assembly_stacks(outdir)
+    if missing := region_gate.problems(stacks):
+        print("regions: a resource type missing from a region its stack can deploy to:", file=sys.stderr)
+        print("\n".join(f"  - {problem}" for problem in missing), file=sys.stderr)
+        return 1
+    print(f"regions: every resource type exists in every region each stage admits ({region_gate.summary(stacks)})")
     print(render(stages))
     return 0
