@@ -48,7 +48,8 @@ class StageConfig(Strict):
     )
     region: str | None = Field(
         None,
-        description="AWS region, e.g. eu-west-1; must be a commercial region in the image catalog.",
+        description="AWS region, e.g. eu-west-1; must be a commercial region in the image catalog where "
+        "CloudFormation offers every SageMaker resource type the stage creates (cfn-lint's provider schemas).",
     )
     production: bool = Field(
         False,
