@@ -7,6 +7,7 @@ from typing import Any
 from aws_cdk import Environment, Stage, Tags
 from constructs import Construct
 
+from infra.catalog.regions import supported_region
 from infra.config.stage import STAGE_PREFIX, StageConfig
 from infra.operations.log_retention import delete_with_the_key
 from infra.project_files import ProjectFiles
@@ -82,6 +83,11 @@ class SageBertStage(Stage):
         if not config.retain_data:
             # The stage key goes with the stacks: so do the log groups it encrypts.
             delete_with_the_key(self)
+        # Every stack of an environment-agnostic stage refuses the regions any of them cannot use, so the first one
+        # deployed stops a region the later ones would fail in (infra/catalog/regions.py).
+        for stack in (self.storage, self.serving, self.api, self.batch, self.monitoring):
+            if stack is not None:
+                supported_region(stack)
         Tags.of(self).add("sagebert:stage", name)
         for key, value in sorted(config.tags.items()):
             Tags.of(self).add(key, value)

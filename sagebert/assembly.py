@@ -17,6 +17,7 @@ class StackSummary:
     name: str
     template: Path
     resources: dict[str, int]  # resource type -> count
+    region: str | None = None  # None: environment-agnostic (the region is known at deploy time only)
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,23 @@ def read_assembly(outdir: Path) -> list[StageSummary]:
             counts: dict[str, int] = {}
             for resource in json.loads(template.read_text(encoding="utf-8")).get("Resources", {}).values():
                 counts[resource["Type"]] = counts.get(resource["Type"], 0) + 1
-            stacks.append(StackSummary(name=stack.get("displayName", stack_id), template=template, resources=counts))
+            stacks.append(
+                StackSummary(
+                    name=stack.get("displayName", stack_id),
+                    template=template,
+                    resources=counts,
+                    region=environment_region(stack.get("environment", "")),
+                )
+            )
         name = artifact["properties"].get("displayName") or artifact_id.removeprefix("assembly-")
         stages.append(StageSummary(name=name, stacks=stacks))
     return stages
+
+
+def environment_region(environment: str) -> str | None:
+    """The region of a manifest's `aws://<account>/<region>`, None for CDK's `unknown-region`."""
+    region = environment.rsplit("/", 1)[-1]
+    return None if region in ("", "unknown-region") else region
 
 
 def stage_templates(outdir: Path) -> dict[str, dict[str, dict[str, Any]]]:

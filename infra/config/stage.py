@@ -21,6 +21,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from infra.catalog import images as image_catalog
+from infra.catalog import resource_regions
 from infra.catalog.powertools import POWERTOOLS_LAYER_PARAMETER, POWERTOOLS_REGIONS
 from infra.config.api import ApiSettings
 from infra.config.base import ACCOUNT_ID, Strict
@@ -47,7 +48,8 @@ class StageConfig(Strict):
     )
     region: str | None = Field(
         None,
-        description="AWS region, e.g. eu-west-1; must be a commercial region in the image catalog.",
+        description="AWS region, e.g. eu-west-1; must be a commercial region in the image catalog where "
+        "CloudFormation offers every SageMaker resource type the stage creates (cfn-lint's provider schemas).",
     )
     production: bool = Field(
         False,
@@ -101,6 +103,8 @@ class StageConfig(Strict):
                 f"allowed: {', '.join(sorted(image_catalog.regions()))}."
             )
         needs_powertools = [key for key in ("api", "batch") if getattr(self, key) is not None]
+        if self.region is not None:
+            self._resource_type_checks(self.region, needs_powertools)
         if self.region is not None and needs_powertools and self.region not in POWERTOOLS_REGIONS:
             allowed = ", ".join(sorted(POWERTOOLS_REGIONS & image_catalog.regions()))
             raise ValueError(
@@ -126,6 +130,48 @@ class StageConfig(Strict):
         self._endpoint_checks()
         self._registry_checks()
         return self
+
+    def resource_types(self) -> dict[str, frozenset[str]]:
+        """Config key -> the SageMaker resource types it makes the stage create: the ones of sagebert's types that
+        some catalogued region lacks (infra/catalog/resource_regions.py). A literal region is checked against these
+        here, before any CDK runs; the region rule and the report's region gate read the synthesized templates
+        instead, and a test keeps this map equal to what those contain."""
+        found = {
+            "endpoint": frozenset(
+                {"AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Endpoint"}
+            )
+        }
+        if self.endpoint.inference_component is not None:
+            found["endpoint.inference_component"] = frozenset({"AWS::SageMaker::InferenceComponent"})
+        if self.registry is not None and self.registry.owner:
+            found["registry.owner"] = frozenset({"AWS::SageMaker::ModelPackageGroup"})
+        if self.batch is not None:
+            found["batch"] = frozenset({"AWS::SageMaker::Model"})
+        return found
+
+    def _resource_type_checks(self, region: str, needs_powertools: list[str]) -> None:
+        """A literal region must offer every resource type the stage creates (CloudFormation refuses the stack
+        otherwise, after the ones before it deployed)."""
+        by_key = self.resource_types()
+        gaps = {key: missing for key, types in by_key.items() if (missing := resource_regions.missing(region, types))}
+        if not gaps:
+            return
+        candidates = image_catalog.regions() & (POWERTOOLS_REGIONS if needs_powertools else image_catalog.regions())
+        working = resource_regions.regions_with(set().union(*by_key.values()), candidates)
+        keys = [key for key in gaps if key != "endpoint"]
+        listed = "; no ".join(f"{', '.join(types)} (from {key})" for key, types in gaps.items())
+        where = (
+            f"CloudFormation has no {listed} there"
+            if resource_regions.types_in(region) is not None
+            else f"the data has no provider schema for it, so nothing shows that {listed.replace('; no ', '; ')} exist "
+            "there"
+        )
+        raise ValueError(
+            f"region = {region!r}: {where} ({resource_regions.source()}), and a stack with a resource type its region "
+            "lacks fails to deploy. Regions with every resource type this stage creates: "
+            f"{', '.join(sorted(working)) or 'none'}."
+            + (f" Deploy the stage to one of them, or remove {' and '.join(keys)}." if keys else "")
+        )
 
     def _registry_checks(self) -> None:
         owned = self.registry.group if self.registry is not None and self.registry.owner else None

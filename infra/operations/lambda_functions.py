@@ -18,8 +18,8 @@ ASSET_EXCLUDE = ("**/__pycache__", "**/*.pyc", "README.md", "**/.mypy_cache", "*
 
 def powertools_layer(scope: Construct) -> lambda_.ILayerVersion:
     """AWS's public Powertools layer, looked up at deploy time from its SSM parameter, created in `scope`
-    (ids Powertools and SupportedRegionPowertools); an environment-agnostic stage gets a CloudFormation rule
-    that refuses a region without the parameter."""
+    (id Powertools); an environment-agnostic stack's region rule (SupportedRegion) then refuses a region without
+    the parameter."""
     layer = lambda_.LayerVersion.from_layer_version_arn(
         scope,
         "Powertools",

@@ -15,7 +15,7 @@ from infra.catalog import compute_profiles
 from infra.config.stage import STAGE_PREFIX, stage_files
 from sagebert import paths
 from sagebert.assembly import StageSummary, read_assembly, stage_templates
-from sagebert.checks import deploy_gates, service_rules
+from sagebert.checks import deploy_gates, region_gate, service_rules
 from sagebert.tables import columns
 
 
@@ -179,5 +179,11 @@ def main(outdir: Path, config_dir: Path = paths.CONFIG_DIR) -> int:
             print("\n".join(f"  - {problem}" for problem in problems), file=sys.stderr)
             return 1
         print(f"{gate.name}: {gate.success}")
+    stacks = region_gate.assembly_stacks(outdir)
+    if missing := region_gate.problems(stacks):
+        print("regions: a resource type missing from a region its stack can deploy to:", file=sys.stderr)
+        print("\n".join(f"  - {problem}" for problem in missing), file=sys.stderr)
+        return 1
+    print(f"regions: every resource type exists in every region each stage admits ({region_gate.summary(stacks)})")
     print(render(stages))
     return 0

@@ -17,12 +17,13 @@ from botocore.stub import Stubber
 
 from app import ROOT, build_app, feature_flags
 from infra.catalog import images as image_catalog
+from infra.catalog import resource_regions
 from infra.catalog.powertools import POWERTOOLS_REGIONS
 from infra.config.model import BundledModel
 from infra.config.stage import STAGE_PREFIX, load_stage_config
 from infra.release.hugging_face_model import HuggingFaceModel, ModelLogs
 from sagebert.assembly import stage_templates
-from sagebert.checks import deploy_gates, preflight
+from sagebert.checks import deploy_gates, preflight, region_gate
 
 Templates = dict[str, dict[str, dict[str, Any]]]
 Edit = Callable[[str, dict[str, Any], Path], None]
@@ -227,27 +228,41 @@ def test_batch_stack_owns_its_model(baseline: Templates) -> None:
         assert not [name for name in deploy_gates.imported_names({"Batch": batch}) if "Serving" in name]
 
 
+# cfn-lint's provider schemas have no AWS::SageMaker::InferenceComponent in these (finding A1: dev's rule admitted
+# them).
+NO_INFERENCE_COMPONENT = {
+    "af-south-1", "ap-east-1", "ap-northeast-3", "ap-south-2", "ap-southeast-4", "ca-west-1",
+    "eu-central-2", "eu-south-1", "eu-south-2", "eu-west-3", "il-central-1", "us-west-1",
+}  # fmt: skip
+
+
 def test_environment_agnostic_stacks_refuse_unsupported_regions_up_front(baseline: Templates) -> None:
-    # The shipped stages are environment-agnostic: each stack that needs a regional artifact carries a rule that
-    # CloudFormation checks before it creates anything.
+    # The shipped stages are environment-agnostic: every stack carries one rule, the same across the stage, that
+    # CloudFormation checks before it creates anything: the image's and the Powertools layer's regions, less those
+    # without one of the stage's resource types.
     image = image_catalog.find("4.51.3", "2.6.0")
-    for stage in ("SageBert-dev", "SageBert-prod"):
-        for stack, needs in (("Serving", {"Image"}), ("Api", {"Powertools"}), ("Batch", {"Image", "Powertools"})):
-            rules = {
-                name: rule
-                for name, rule in baseline[stage][stack].get("Rules", {}).items()
-                if name.startswith("SupportedRegion")
-            }
-            assert {("Powertools" if name.endswith("Powertools") else "Image") for name in rules} == needs, stack
-            for name, rule in rules.items():
-                (assertion,) = rule["Assertions"]
-                regions, region = assertion["Assert"]["Fn::Contains"]
-                assert region == {"Ref": "AWS::Region"}
-                expected = POWERTOOLS_REGIONS if name.endswith("Powertools") else set(image.registries)
-                assert set(regions) == expected
-                assert assertion["AssertDescription"].startswith("sagebert: ")
-    # A region with the image but without the Powertools layer is refused by the API stack's rule.
-    assert "me-south-1" in image.registries and "me-south-1" not in POWERTOOLS_REGIONS
+    for stage in ("SageBert-dev", "SageBert-staging", "SageBert-prod"):
+        types = {r["Type"] for stack in baseline[stage].values() for r in stack["Resources"].values()}
+        expected = resource_regions.regions_with(types, set(image.registries) & POWERTOOLS_REGIONS)
+        for stack, template in baseline[stage].items():
+            assert [name for name in template.get("Rules", {}) if name.startswith("SupportedRegion")] == [
+                "SupportedRegion"
+            ], stack
+            (assertion,) = template["Rules"]["SupportedRegion"]["Assertions"]
+            regions, region = assertion["Assert"]["Fn::Contains"]
+            assert region == {"Ref": "AWS::Region"}
+            assert set(regions) == expected, (stage, stack)
+            assert assertion["AssertDescription"].startswith("sagebert: this stage deploys only to ")
+        assert "me-central-1" not in expected and "me-south-1" not in expected
+    dev = region_gate.admitted(baseline["SageBert-dev"]["Serving"]) or []
+    assert len(dev) == 15 and not NO_INFERENCE_COMPONENT & set(dev)
+    assert (
+        "AWS::SageMaker::InferenceComponent"
+        in baseline["SageBert-dev"]["Serving"]["Rules"]["SupportedRegion"]["Assertions"][0]["AssertDescription"]
+    )
+    assert set(region_gate.admitted(baseline["SageBert-prod"]["Serving"]) or []) >= NO_INFERENCE_COMPONENT
+    stacks = [region_gate.Stack(f"{stage}/{name}", None, t) for stage, st in baseline.items() for name, t in st.items()]
+    assert region_gate.problems(stacks) == []
 
 
 def _endpoint_name(name: str) -> Edit:
@@ -270,3 +285,31 @@ def test_an_endpoint_name_change_replaces_the_inference_component(tmp_path: Path
     # A new archive only updates it (its Specification is updatable): the component keeps its copies.
     archive = synth_stages(tmp_path / "archive", _new_archive, only=("dev",))["SageBert-dev"]["Serving"]
     assert component not in deploy_gates.replaced_resources(before, archive)
+
+
+def test_declared_resource_types_match_the_templates(default_artifact: Path, tmp_path: Path) -> None:
+    # StageConfig.resource_types (the config-time check's map) against what the stages synthesize: the shipped
+    # ones, a registry owner with an inference component, serverless and async endpoints and a pinned stage.
+    extra = {
+        "owner": {"registry": {"owner": True}, "endpoint": {"inference_component": {"min_copies": 1}}},
+        "serverless": {"endpoint": {"compute": "serverless"}, "batch": {}},
+        "queued": {"endpoint": {"compute": "async", "instance_type": "ml.c6i.large"}},
+        "pinned": {"account": "111122223333", "region": "eu-west-1", "api": {"auth": "iam"}},
+    }
+
+    def add_stages(stage: str, data: dict[str, Any], folder: Path) -> None:
+        if stage == "dev":
+            for name, config in extra.items():
+                (folder / "config" / f"{name}.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+
+    stages = synth_stages(tmp_path, add_stages, only=("dev", "staging", "prod"))
+    assert len(stages) == 3 + len(extra)
+    universe = image_catalog.regions()
+    for stage, stacks in stages.items():
+        name = stage.removeprefix(STAGE_PREFIX)
+        path = tmp_path / "config" / f"{name}.yaml"
+        declared = set().union(*load_stage_config(path).resource_types().values())
+        types = {r["Type"] for stack in stacks.values() for r in stack["Resources"].values()}
+        assert declared == {t for t in types if t.startswith("AWS::SageMaker::")}, stage
+        # Every type some catalogued region lacks is declared (so the config-time check sees it).
+        assert set(resource_regions.lacking(types, universe)) <= declared, stage

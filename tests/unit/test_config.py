@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from infra.catalog import images as image_catalog
+from infra.catalog import resource_regions
+from infra.catalog.powertools import POWERTOOLS_REGIONS
 from infra.config.errors import ConfigError
 from infra.config.model import BundledModel, HubModel, S3Model
-from infra.config.stage import load_all, load_stage_config
+from infra.config.stage import StageConfig, load_all, load_stage_config, stage_files
 
 
 def write(tmp_path: Path, text: str, name: str = "dev.yaml") -> Path:
@@ -312,12 +315,43 @@ def test_bad_batch_settings_are_named(tmp_path: Path, text: str, expected: list[
 
 
 def test_a_region_without_the_powertools_layer_is_refused_for_api_and_batch(tmp_path: Path) -> None:
-    # me-south-1 has the Hugging Face image but no Powertools layer parameter: the endpoint alone deploys there,
-    # the API's and the batch schedule's functions would not.
-    assert load_stage_config(write(tmp_path, "region: me-south-1\n")).region == "me-south-1"
+    # me-south-1 has the Hugging Face image but no Powertools layer parameter, and (in cfn-lint's provider schemas)
+    # no resource types at all: the stage is refused for that first, and the regions offered are ones where the
+    # API's and the batch schedule's functions can load the layer too.
     message = error_for(tmp_path, "region: me-south-1\napi: {}\nbatch: {}\n")
-    assert "region = 'me-south-1' with api and batch" in message and "Powertools" in message
-    assert "eu-west-1" in message and "me-south-1, " not in message
+    assert "region = 'me-south-1'" in message and "no provider schema" in message
+    offered = message.split("Regions with every resource type this stage creates: ")[1].split(".")[0].split(", ")
+    assert "eu-west-1" in offered and set(offered) <= POWERTOOLS_REGIONS
+    # Today every catalogued region without the layer is refused for its resource types first; the Powertools
+    # check stands for a catalog or schema update that changes that.
+    assert not (image_catalog.regions() - POWERTOOLS_REGIONS) & resource_regions.regions_with(
+        StageConfig().resource_types()["endpoint"], image_catalog.regions()
+    )
+
+
+def test_a_literal_region_must_offer_every_resource_type(tmp_path: Path) -> None:
+    # CloudFormation has no AWS::SageMaker::InferenceComponent in eu-west-3 (cfn-lint's provider schemas).
+    component = "endpoint: {compute: cpu, inference_component: {min_copies: 1}}\n"
+    message = error_for(tmp_path, "region: eu-west-3\n" + component)
+    assert "region = 'eu-west-3'" in message and "AWS::SageMaker::InferenceComponent" in message
+    assert "remove endpoint.inference_component" in message and "cfn-lint" in message
+    offered = message.split("Regions with every resource type this stage creates: ")[1].split(".")[0].split(", ")
+    assert "eu-west-1" in offered and "eu-west-3" not in offered
+    assert load_stage_config(write(tmp_path, "region: eu-west-3\n")).region == "eu-west-3"
+    assert load_stage_config(write(tmp_path, "region: eu-west-1\n" + component)).region == "eu-west-1"
+    # No model package groups in ap-south-2.
+    message = error_for(tmp_path, "region: ap-south-2\nregistry: {owner: true}\n")
+    assert "AWS::SageMaker::ModelPackageGroup (from registry.owner)" in message
+
+
+def test_me_central_1_is_refused_for_every_stage(repo_root: Path, tmp_path: Path) -> None:
+    # botocore and the General Reference list the SageMaker API in me-central-1, but CloudFormation's schema there
+    # (cfn-lint's copy) has no Model, EndpointConfig or Endpoint: every stage has them.
+    for file in stage_files(repo_root / "config"):
+        text = file.read_text(encoding="utf-8") + "\nregion: me-central-1\n"
+        message = error_for(tmp_path, text)
+        for type_ in ("AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Endpoint"):
+            assert type_ in message, file.name
 
 
 def test_no_stage_name_is_another_followed_by_a_dash(tmp_path: Path) -> None:
