@@ -385,7 +385,7 @@ class PromotionPipeline(Construct):
         )
 
     def _harden_artifact_bucket(self) -> None:
-        """Versioning, server access logs and expiry for the artifact bucket CDK Pipelines creates (it
+        """Versioning, server access logs, expiry and a kept key for the artifact bucket CDK Pipelines creates (it
         already has the customer-managed key and TLS-only policy); its L2 is built inside the pipeline,
         so the settings go on the CloudFormation resource."""
         bucket = self.pipeline.pipeline.artifact_bucket
@@ -406,6 +406,10 @@ class PromotionPipeline(Construct):
                 },
             )
         )
+        # CDK Pipelines keeps the bucket after deletion but deletes its key with the stack: what the bucket keeps
+        # would be unreadable. The key is kept as long (sagebert.checks.deploy_gates.outlived_keys).
+        assert bucket.encryption_key is not None
+        bucket.encryption_key.apply_removal_policy(RemovalPolicy.RETAIN)
         cfn_bucket.versioning_configuration = s3.CfnBucket.VersioningConfigurationProperty(status="Enabled")
         cfn_bucket.logging_configuration = s3.CfnBucket.LoggingConfigurationProperty(
             destination_bucket_name=access_logs.bucket_name, log_file_prefix=ARTIFACT_LOG_PREFIX

@@ -12,6 +12,8 @@
   RetainExceptOnCreate (CDK RETAIN_ON_UPDATE_OR_DELETE) or a generated name avoids that; the rest must be listed
   in RETAINED_NAMES_ALLOWED with a reason.
   https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html
+- Endpoint form (`endpoint_form_switches`): moving a fixed-name endpoint between the variant form and the
+  inference-component form in place is an update SageMaker documents no path for.
 - Key lifetime (`outlived_keys`): a resource kept after deletion but encrypted with a key deleted with its stack
   holds data nobody can read afterwards (a deleted KMS key decrypts nothing).
   https://docs.aws.amazon.com/kms/latest/developerguide/deleting-keys.html
@@ -376,4 +378,36 @@ def outlived_keys(templates: Mapping[str, Template]) -> list[str]:
                             "stack: what it holds becomes unreadable. Delete it with the key (retain_data: false "
                             "stages: infra.operations.log_retention.delete_with_the_key), or keep the key too."
                         )
+    return problems
+
+
+def _endpoint_forms(template: Template) -> dict[str, str]:
+    """Endpoint name -> "inference-component" (its config's variants carry no model: components bring them) or
+    "variant" (each production variant names its model)."""
+    names = _endpoint_names(template)
+    forms = {}
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource["Type"] == "AWS::SageMaker::EndpointConfig" and logical_id in names:
+            variants = resource.get("Properties", {}).get("ProductionVariants", [])
+            with_model = any("ModelName" in variant for variant in variants)
+            forms[names[logical_id]] = "variant" if with_model else "inference-component"
+    return forms
+
+
+def endpoint_form_switches(before: Mapping[str, Template], after: Mapping[str, Template]) -> list[str]:
+    """Endpoints that `after` would move between the variant form and the inference-component form in place (same
+    name). SageMaker documents no in-place path between the two (UpdateEndpoint's reference and the inference
+    component guide describe each form, not a move: https://docs.aws.amazon.com/sagemaker/latest/APIReference/
+    API_UpdateEndpoint.html), so sagebert does not rely on one: one message per endpoint, with the safe way."""
+    problems = []
+    for stack, template in sorted(after.items()):
+        old = _endpoint_forms(before.get(stack, {}))
+        for endpoint, form in sorted(_endpoint_forms(template).items()):
+            if endpoint in old and old[endpoint] != form:
+                problems.append(
+                    f"{stack}: endpoint {endpoint} would move from the {old[endpoint]} form to the {form} form in "
+                    "place (endpoint.inference_component added or removed); SageMaker documents no such update. "
+                    "Deploy it under a new endpoint.name (the old endpoint is then replaced), or destroy the stage's "
+                    "Serving stack first."
+                )
     return problems

@@ -217,10 +217,11 @@ def check_update_path(cloudformation: Any, stage: str, outdir: Path) -> Check:
             return Check(name, "PASS", f"{stack_name} is not deployed yet: a first create")
         return Check(name, "WARN", f"could not read {stack_name}'s template: {err}")
     deployed = json.loads(body) if isinstance(body, str) else body
-    problems = deploy_gates.stuck_scaling_updates({"Serving": deployed}, {"Serving": synthesized["Serving"]})
+    before, after = {"Serving": deployed}, {"Serving": synthesized["Serving"]}
+    problems = deploy_gates.stuck_scaling_updates(before, after) + deploy_gates.endpoint_form_switches(before, after)
     if problems:
         return Check(name, "FAIL", " ".join(problems))
-    return Check(name, "PASS", "no autoscaled variant changes its instance type")
+    return Check(name, "PASS", "no autoscaled variant changes its instance type; no endpoint changes form in place")
 
 
 # --- running them ----------------------------------------------------------------------------------------------

@@ -313,3 +313,25 @@ def test_declared_resource_types_match_the_templates(default_artifact: Path, tmp
         assert declared == {t for t in types if t.startswith("AWS::SageMaker::")}, stage
         # Every type some catalogued region lacks is declared (so the config-time check sees it).
         assert set(resource_regions.lacking(types, universe)) <= declared, stage
+
+
+def _variant_form(stage: str, data: dict[str, Any], folder: Path) -> None:
+    data["endpoint"].pop("inference_component", None)
+
+
+def test_switching_the_endpoint_between_its_forms_in_place_is_reported(baseline: Templates, tmp_path: Path) -> None:
+    # Given dev deployed in the variant form, when endpoint.inference_component is added (today's dev), then the
+    # update-path gate (preflight runs it against the deployed template) reports the in-place move with the way round.
+    before = synth_stages(tmp_path / "before", _variant_form, only=("dev",))["SageBert-dev"]
+    after = baseline["SageBert-dev"]
+    (problem,) = deploy_gates.endpoint_form_switches(before, after)
+    assert problem.startswith(
+        "Serving: endpoint sagebert-dev would move from the variant form to the inference-component"
+    )
+    assert "new endpoint.name" in problem
+    (back,) = deploy_gates.endpoint_form_switches(after, before)
+    assert "from the inference-component form to the variant form" in back
+    # The same form, or another name, is no switch.
+    assert deploy_gates.endpoint_form_switches(after, after) == []
+    renamed = synth_stages(tmp_path / "renamed", _endpoint_name("sagebert-dev-2"), only=("dev",))["SageBert-dev"]
+    assert deploy_gates.endpoint_form_switches(before, {"Serving": renamed["Serving"]}) == []
