@@ -1021,7 +1021,9 @@ def _log_stream(stack: Stack, group: str, stream: str) -> str:
 
 
 def _log_group(stack: Stack, group: str) -> str:
-    return f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:{group}"
+    """A group-level call's resource as CloudWatch Logs authorizes it (the group's ARN with its ":*" suffix: a grant
+    on log-group:<name> alone does not cover it)."""
+    return f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:{group}:*"
 
 
 def _functions(b: _Builder) -> None:
