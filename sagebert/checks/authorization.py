@@ -72,6 +72,12 @@ RUNTIME_OPERATIONS: dict[tuple[str, str, str], tuple[str, ...]] = {
     ("sagebert/release/registry.py", "sagemaker", "DescribeModelPackage"): ("sagemaker:DescribeModelPackage",),
 }
 
+# The request parameters of deployed code's operations that bring in a resource type, and that the gate's calls
+# model (_front_door checks the component's ARN when SAGEBERT_INFERENCE_COMPONENT is set).
+MODELED_PARAMETERS: dict[tuple[str, str, str], tuple[str, ...]] = {
+    ("lambdas/front_door", "sagemaker-runtime", "InvokeEndpoint"): ("InferenceComponentName",),
+}
+
 # Operations the developer CLI makes with the developer's own credentials (register, preflight, remote training,
 # packaging): no deployed principal makes them, so no synthesized policy has to allow them. Listed so that a new
 # operation is classified on purpose, never dropped.
@@ -106,6 +112,9 @@ DEVELOPER_OPERATIONS: frozenset[tuple[str, str]] = frozenset(
         ("service-quotas", "GetServiceQuota"),
         ("service-quotas", "ListServiceQuotas"),
         ("ecr", "DescribeImages"),
+        ("ecr", "BatchGetImage"),
+        ("lambda", "GetAccountSettings"),
+        ("ssm", "GetParameter"),
     }
 )
 
