@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +69,19 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+# Every botocore client the tests create records its operations (tests/call_recorder.py); the session fails on one
+# the authorization gate's tables do not classify.
+from tests import call_recorder  # noqa: E402
+
+call_recorder.install()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    problems = call_recorder.unclassified(call_recorder.RECORDED)
+    if problems:
+        print("\nAWS operations the authorization gate does not know (tests/call_recorder.py):", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

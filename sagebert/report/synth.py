@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from infra.catalog import compute_profiles
-from infra.config.stage import STAGE_PREFIX, stage_files
+from infra.config.stage import STAGE_PREFIX, load_all, stage_files
 from sagebert import paths
 from sagebert.assembly import StageSummary, read_assembly, stage_templates
-from sagebert.checks import deploy_gates, region_gate, service_rules
+from sagebert.checks import authorization, deploy_gates, region_gate, service_rules
 from sagebert.tables import columns
 
 
@@ -138,6 +138,21 @@ def stale_stages(stages: list[StageSummary], config_dir: Path) -> str | None:
     return f"stages without a config file: {extra or 'none'}; config files without a stage: {missing or 'none'}"
 
 
+def authorization_gate(outdir: Path, config_dir: Path, stages: int) -> int:
+    """Every run-time call of every stage allowed by its synthesized policies (sagebert.checks.authorization); the
+    details, and the grants no call uses, go to authorization-report.json beside the templates."""
+    report = authorization.check(authorization.read_stages(outdir, load_all(config_dir)))
+    details = outdir / "authorization-report.json"
+    details.write_text(json.dumps(report.as_json(), indent=1) + "\n", encoding="utf-8")
+    if report.failures:
+        print("authorization: run-time calls the synthesized policies do not allow:", file=sys.stderr)
+        for failure in report.failures:
+            print(f"  - {failure}", file=sys.stderr)
+        return 1
+    print(f"{authorization.summary(report, stages)} ({details})")
+    return 0
+
+
 def main(outdir: Path, config_dir: Path = paths.CONFIG_DIR) -> int:
     if not (outdir / "manifest.json").is_file():
         print(f"{outdir}/manifest.json not found; run `make synth` first.", file=sys.stderr)
@@ -185,5 +200,8 @@ def main(outdir: Path, config_dir: Path = paths.CONFIG_DIR) -> int:
         print("\n".join(f"  - {problem}" for problem in missing), file=sys.stderr)
         return 1
     print(f"regions: every resource type exists in every region each stage admits ({region_gate.summary(stacks)})")
+    code = authorization_gate(outdir, config_dir, len(stages))
+    if code != 0:
+        return code
     print(render(stages))
     return 0

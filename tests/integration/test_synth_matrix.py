@@ -77,7 +77,8 @@ def test_make_synth_passes_with_every_capability_on(run: Run) -> None:
     assert run.report.returncode == 0, run.report.stdout[-4000:] + run.report.stderr[-4000:]
     assert "no unacknowledged findings" in run.report.stdout
     assert "no errors or warnings" in run.report.stdout
-    assert "retry safety: no retained resource" in run.report.stdout
+    for gate in ("retry safety", "export stability", "key lifetime", "service rules", "regions", "authorization"):
+        assert f"\n{gate}: " in run.report.stdout, gate
 
 
 def test_the_summary_has_one_row_per_stage_file_and_the_pipeline_copies_are_synthesized(run: Run) -> None:
