@@ -245,6 +245,8 @@ class Statement:
     def matches_resource(self, resource: str) -> bool:
         if self.not_resources:
             return not any(wildcard_match(r, resource) for r in self.not_resources)
+        if not self.resources and self.principals:
+            return True  # a resource policy without Resource (a role's trust policy) is about its own resource
         return any(r == "*" or wildcard_match(r, resource) for r in self.resources)
 
     def matches_principal(self, principal: Principal) -> bool:
@@ -512,6 +514,7 @@ _NAME_PROPERTIES = {
     "AWS::SageMaker::InferenceComponent": "InferenceComponentName",
     "AWS::SageMaker::ModelPackageGroup": "ModelPackageGroupName",
     "AWS::CloudWatch::Alarm": "AlarmName",
+    "AWS::ApiGateway::Stage": "StageName",
 }
 # Fn::GetAtt attributes that are the physical name rather than the ARN.
 _NAME_ATTRIBUTES = {
@@ -609,7 +612,7 @@ class Resolver:
             return f"https://sqs.{stack.region}.amazonaws.com/{stack.account}/{self.name_of(stack, name)}"
         if resource_type in _NAME_PROPERTIES or resource_type == "AWS::KMS::Key":
             return self.name_of(stack, name)
-        return f"{{{stack.name}.{name}}}"
+        return f"{{{stack.stack_name or stack.name}.{name}}}"
 
     def get_att(self, stack: Stack, logical_id: str, attribute: str) -> str:
         if logical_id not in stack.resources:
@@ -746,6 +749,7 @@ class App:
         self.topic_keys: dict[str, str] = {}
         self.queue_keys: dict[str, str] = {}
         self.groups: dict[tuple[str, str], str] = {}  # (account, group name) -> stage
+        self.trust: dict[str, ResourcePolicy] = {}  # role ARN -> its trust policy (sts:AssumeRole's resource policy)
         for stage in stages:
             self._index(stage)
 
@@ -768,6 +772,10 @@ class App:
                         arn=resolver.arn_of(stack, logical_id),
                         account=stack.account,
                         statements=tuple(statements),
+                    )
+                    self.trust[resolver.arn_of(stack, logical_id)] = ResourcePolicy(
+                        stack.account,
+                        resolver.statements(stack, props.get("AssumeRolePolicyDocument"), f"{where}/{logical_id}"),
                     )
                 elif kind == "AWS::S3::Bucket":
                     for rule in props.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", []):
@@ -1490,6 +1498,109 @@ def _alarms(b: _Builder) -> None:
                     _publish(b, service, action, f"{stack.name}/{logical_id} {key}", context=context)
 
 
+# The promotion pipeline's own run-time calls (infra/pipeline.py), from its CodeBuild projects: a smoke test runs
+# `python -m sagebert smoke --role-arn "$SMOKE_ROLE_ARN"` as its runner role, which assumes the stage account's
+# smoke-test role (sts:AssumeRole: the runner's policy and the role's trust policy) and, as that role, POSTs a signed
+# request to the stage's ApiUrl (execute-api:Invoke) or reads its API key (apigateway:GET on /apikeys/<id>); the
+# synth step runs `resolve-models --stage S`, reading S's registry group and versions (ListModelPackages,
+# DescribeModelPackage), across accounts through the group's resource policy.
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-control-access-using-iam-policies-to-invoke-api.html
+# https://docs.aws.amazon.com/sagemaker/latest/dg/model-registry-ram.html
+SMOKE_ROLE_VARIABLE = "SMOKE_ROLE_ARN"
+RESOLVE_COMMAND = re.compile(r"resolve-models --stage (\S+)")
+API_URL = re.compile(r"^https://(.+?)\.execute-api\.([^./]+)\.[^/]+/([^/]+)(/.*)$")
+
+
+def _account_of(arn: str) -> str | None:
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 5 and parts[4] else None
+
+
+def _stage_named(b: _Builder, stage: str) -> StageInput | None:
+    """The pipeline's copy of stage `stage` (SageBert-Pipeline/Promotion/SageBert-<stage>: the stacks the pipeline
+    deploys), else the app's own stage."""
+    copies = [s for s in b.app.stages if s.name.endswith(f"/SageBert-{stage}")]
+    own = [s for s in b.app.stages if s.name == f"SageBert-{stage}"]
+    return (copies + own)[0] if copies + own else None
+
+
+def _pipeline(b: _Builder) -> None:
+    for stack, logical_id, props in b.each("AWS::CodeBuild::Project"):
+        where = f"{stack.name}/{logical_id}"
+        spec = props.get("Source", {}).get("BuildSpec")
+        commands: list[str] = []
+        if isinstance(spec, str) and spec.lstrip().startswith("{"):
+            phases = json.loads(spec).get("phases", {})
+            commands = [str(c) for phase in phases.values() for c in phase.get("commands", [])]
+        variables = {
+            v["Name"]: b.resolver.resolve(stack, v["Value"])
+            for v in props.get("Environment", {}).get("EnvironmentVariables", [])
+        }
+        resolving = [m[1] for c in commands for m in RESOLVE_COMMAND.finditer(c)]
+        if SMOKE_ROLE_VARIABLE not in variables and not resolving:
+            continue
+        runner = b.principal(stack, props.get("ServiceRole"))
+        if runner is None:
+            continue
+        if SMOKE_ROLE_VARIABLE in variables:
+            _smoke_test(b, runner, variables[SMOKE_ROLE_VARIABLE], where)
+        for stage in resolving:
+            _resolve_models(b, runner, stage, where)
+
+
+def _smoke_test(b: _Builder, runner: Principal, role_arn: str, where: str) -> None:
+    b.add(
+        runner,
+        "sts:AssumeRole",
+        role_arn,
+        f"{where} {SMOKE_ROLE_VARIABLE}",
+        context={"aws:PrincipalArn": (runner.arn,)},
+    )
+    role = b.app.roles.get(role_arn)
+    stage = _stage_named(b, role_arn.rsplit("/", 1)[-1].removeprefix("sagebert-smoke-test-"))
+    if role is None or stage is None:
+        b.problems.append(f"{b.stage.name}: {where} assumes {role_arn}, which is not in the synthesized app")
+        return
+    for stack in stage.stacks:
+        outputs = stack.template.get("Outputs", {})
+        if "ApiUrl" not in outputs:
+            continue
+        resolver = b.app.resolvers[stage.name]
+        source = f"{where} smoke test of {stage.name}/{stack.name}"
+        if "ApiKeyId" in outputs:
+            key_id = resolver.resolve(stack, outputs["ApiKeyId"]["Value"])
+            key = f"arn:{stack.partition}:apigateway:{stack.region}::/apikeys/{key_id}"
+            b.add(role, "apigateway:GET", key, f"{source} (GetApiKey)", resource_type="apikey")
+            continue
+        url = API_URL.match(resolver.resolve(stack, outputs["ApiUrl"]["Value"]))
+        if url is None:
+            b.problems.append(f"{b.stage.name}: {source}: ApiUrl is not an execute-api URL")
+            continue
+        api, region, api_stage, path = url.groups()
+        invoke = f"arn:{stack.partition}:execute-api:{region}:{stack.account}:{api}/{api_stage}/POST{path}"
+        b.add(role, "execute-api:Invoke", invoke, f"{source} (POST ApiUrl)")
+
+
+def _resolve_models(b: _Builder, runner: Principal, stage_name: str, where: str) -> None:
+    stage = _stage_named(b, stage_name)
+    if stage is None:
+        b.problems.append(f"{b.stage.name}: {where} resolves stage {stage_name}, which is not in the synthesized app")
+        return
+    resolver = b.app.resolvers[stage.name]
+    for stack in stage.stacks:
+        for resource in stack.resources.values():
+            if resource["Type"] != "AWS::SageMaker::Model":
+                continue
+            package = resource.get("Properties", {}).get("PrimaryContainer", {}).get("ModelPackageName")
+            if package is None:
+                continue
+            arn = resolver.resolve(stack, package)
+            group = re.sub(r":model-package/([^/]+)/[^/]+$", r":model-package-group/\1", arn)
+            source = f"{where} resolve-models --stage {stage_name}"
+            b.add(runner, "sagemaker:ListModelPackages", group, source, resource_type="model-package-group")
+            b.add(runner, "sagemaker:DescribeModelPackage", arn, source)
+
+
 # --- The gate ------------------------------------------------------------------------------------------------------
 
 
@@ -1558,17 +1669,28 @@ def stage_calls(app: App, stage: StageInput) -> tuple[list[Call], list[str]]:
     _models(b, transform_models)
     _schedules(b)
     _alarms(b)
+    _pipeline(b)
     for call in b.calls:
         b.problems += _table_errors(stage.name, call)
     return b.calls, b.problems
+
+
+# Resource types the SageMaker guide authorizes an action against beyond the Service Authorization data's: CreateModel
+# from a package checks the package (https://docs.aws.amazon.com/sagemaker/latest/dg/model-registry-deploy-xaccount.html),
+# ListModelPackages of another account's group checks the group (its resource policy's example,
+# https://docs.aws.amazon.com/sagemaker/latest/dg/model-registry-ram.html).
+EXTRA_RESOURCE_TYPES = {
+    ("sagemaker:CreateModel", "model-package"),
+    ("sagemaker:ListModelPackages", "model-package-group"),
+}
 
 
 def _table_errors(stage: str, call: Call) -> list[str]:
     """A call must name a resource type the Service Authorization data lists for its action (or none for "*"
     actions), and every type it lists unless a request parameter brings that type in."""
     types = resource_types(call.action) or []
-    if call.action == "sagemaker:CreateModel" and call.resource_type == "model-package":
-        return []  # authorized against the package too (the SageMaker guide), beyond the data's `model`
+    if (call.action, call.resource_type) in EXTRA_RESOURCE_TYPES:
+        return []
     if call.resource == "*" or not types:
         return []
     if call.resource_type not in types:
@@ -1589,7 +1711,12 @@ def check(stages: Sequence[StageInput]) -> Report:
         report.problems += problems
         for call in calls:
             report.calls.append((stage.name, call))
-            policy = None if call.resource == "*" else app.policy_for(call.policy_resource or call.resource)
+            policy: ResourcePolicy | None
+            if call.action == "sts:AssumeRole":
+                # A role's trust policy is the resource policy of AssumeRole; a role outside the app is unknown.
+                policy = app.trust.get(call.resource, ResourcePolicy(_account_of(call.resource), None))
+            else:
+                policy = None if call.resource == "*" else app.policy_for(call.policy_resource or call.resource)
             verdict = evaluate(call, policy)
             if not verdict.allowed:
                 report.denied.append(Denied(stage.name, call, verdict))
@@ -1660,9 +1787,37 @@ def stage_facts(config: StageConfig) -> tuple[tuple[RegistrySource, ...], str | 
     return sources, asynchronous.input_prefix if asynchronous is not None else None
 
 
+def _stacks(directory: Path, manifest: Mapping[str, Any]) -> list[Stack]:
+    """The CloudFormation stacks of one cloud assembly manifest, with their environments."""
+    stacks = []
+    for stack_id, stack in sorted(manifest.get("artifacts", {}).items()):
+        if stack["type"] != "aws:cloudformation:stack":
+            continue
+        account, region = (
+            stack.get("environment", "aws://unknown-account/unknown-region").removeprefix("aws://").split("/")
+        )
+        known = not region.startswith("unknown")
+        stacks.append(
+            Stack(
+                name=str(stack.get("displayName", stack_id)).split("/")[-1],
+                template=json.loads((directory / stack["properties"]["templateFile"]).read_text(encoding="utf-8")),
+                account="{Account}" if account.startswith("unknown") else account,
+                region=region if known else "{Region}",
+                partition=("aws-cn" if region.startswith("cn-") else "aws") if known else "{Partition}",
+                stack_name=str(stack["properties"].get("stackName", stack_id)),
+            )
+        )
+    return stacks
+
+
+# The top-level stacks of the app (the promotion pipeline's, when enabled), checked as one more "stage".
+TOP_LEVEL = "(top-level stacks)"
+
+
 def read_stages(outdir: Path, configs: Mapping[str, StageConfig]) -> list[StageInput]:
     """The stages of a synthesized cloud assembly (cdk.out) with their environments, and each stage's config facts
-    (`configs` by stage name without the SageBert- prefix; a stage without one gets none)."""
+    (`configs` by stage name without the SageBert- prefix; a stage without one gets none); the top-level stacks
+    (the promotion pipeline) as one more, TOP_LEVEL."""
     manifest = json.loads((outdir / "manifest.json").read_text(encoding="utf-8"))
     stages = []
     for artifact_id, artifact in sorted(manifest.get("artifacts", {}).items()):
@@ -1671,26 +1826,11 @@ def read_stages(outdir: Path, configs: Mapping[str, StageConfig]) -> list[StageI
         # SageBert-dev, or SageBert-Pipeline/Promotion/SageBert-dev for the promotion pipeline's copy of it.
         name = artifact["properties"].get("displayName") or artifact_id.removeprefix("assembly-")
         stage_dir = outdir / artifact["properties"]["directoryName"]
-        stage_manifest = json.loads((stage_dir / "manifest.json").read_text(encoding="utf-8"))
-        stacks = []
-        for stack_id, stack in sorted(stage_manifest["artifacts"].items()):
-            if stack["type"] != "aws:cloudformation:stack":
-                continue
-            account, region = (
-                stack.get("environment", "aws://unknown-account/unknown-region").removeprefix("aws://").split("/")
-            )
-            known = not region.startswith("unknown")
-            stacks.append(
-                Stack(
-                    name=str(stack.get("displayName", stack_id)).split("/")[-1],
-                    template=json.loads((stage_dir / stack["properties"]["templateFile"]).read_text(encoding="utf-8")),
-                    account="{Account}" if account.startswith("unknown") else account,
-                    region=region if known else "{Region}",
-                    partition=("aws-cn" if region.startswith("cn-") else "aws") if known else "{Partition}",
-                    stack_name=str(stack["properties"].get("stackName", stack_id)),
-                )
-            )
+        stacks = _stacks(stage_dir, json.loads((stage_dir / "manifest.json").read_text(encoding="utf-8")))
         config = configs.get(name.split("/")[-1].split("-", 1)[-1])
         sources, async_prefix = stage_facts(config) if config is not None else ((), None)
         stages.append(StageInput(name, stacks, sources, async_prefix))
+    top = _stacks(outdir, manifest)
+    if top:
+        stages.append(StageInput(TOP_LEVEL, top))
     return stages

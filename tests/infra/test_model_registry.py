@@ -6,6 +6,7 @@ folder through build_app, so both cdk-nag packs run; cfn-lint runs on the templa
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,10 @@ from aws_cdk.cx_api import CloudAssembly
 from app import ROOT, build_app
 from infra.config.errors import ConfigError
 from infra.config.resolved_models import RESOLVED_MODELS_FILE, load_resolved_models
+from infra.config.stage import load_all
 from infra.pipeline import MODEL_PACKAGE_STATE_CHANGE, PIPELINE_STACK, resolve_command
 from infra.release.model_registry import GROUP_DESCRIPTION, SHARED_ACTIONS
-from sagebert.checks import deploy_gates
+from sagebert.checks import authorization, deploy_gates
 from sagebert.report import synth as synth_report
 
 OWNER, CONSUMER, TOOLING = "111111111111", "222222222222", "444444444444"
@@ -340,3 +342,25 @@ def test_an_environment_agnostic_registry_stage_maps_the_image_registries_per_re
     out = Path(assembly.directory)
     assert synth_report.nag_failures(out) == []
     assert synth_report.run_cfn_lint(sorted(out.glob("assembly-SageBert-*/*.template.json"))) == 0
+
+
+def test_the_pipelines_synth_step_may_read_the_owners_group_across_accounts(
+    pipeline_assembly: CloudAssembly, tmp_path: Path
+) -> None:
+    # The authorization gate models resolve-models in the synth step: the tooling account's CodeBuild role lists the
+    # group and describes the version, allowed by its own policy and the owner's group policy (shared with TOOLING).
+    config_dir = write_config(tmp_path / "config", version=None, pipeline=True)
+    out = tmp_path / "cdk.out"
+    shutil.copytree(pipeline_assembly.directory, out)
+    report = authorization.check(authorization.read_stages(out, load_all(config_dir)))
+    assert report.failures == []
+    resolving = [c for stage, c in report.calls if stage == authorization.TOP_LEVEL and "resolve-models" in c.source]
+    assert {(c.action, c.resource) for c in resolving} == {
+        ("sagemaker:ListModelPackages", f"arn:aws:sagemaker:{REGION}:{OWNER}:model-package-group/{GROUP}"),
+        ("sagemaker:DescribeModelPackage", f"arn:aws:sagemaker:{REGION}:{OWNER}:model-package/{GROUP}/5"),
+    }
+    # Given an owner that does not share with the tooling account, the same calls are denied by the group policy.
+    for path in out.glob("assembly-*SageBert-owner/*Storage*.template.json"):
+        path.write_text(path.read_text(encoding="utf-8").replace(f"{TOOLING}:root", "999999999999:root"), "utf-8")
+    denied = authorization.check(authorization.read_stages(out, load_all(config_dir))).failures
+    assert any("sagemaker:ListModelPackages" in d and "does not allow it" in d for d in denied)

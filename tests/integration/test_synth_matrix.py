@@ -7,6 +7,7 @@ user meets; `app.synth()` alone skips the CLI, the report and the gates."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -16,8 +17,9 @@ import pytest
 import yaml
 
 from app import CONFIG_DIR_VARIABLE
-from infra.config.stage import STAGE_PREFIX, stage_files
+from infra.config.stage import STAGE_PREFIX, load_all, stage_files
 from sagebert.assembly import read_assembly
+from sagebert.checks import authorization
 
 MATRIX = Path(__file__).resolve().parent / "synth_matrix"
 
@@ -88,3 +90,33 @@ def test_the_summary_has_one_row_per_stage_file_and_the_pipeline_copies_are_synt
     pipeline = yaml.safe_load((MATRIX / "pipeline.yaml").read_text(encoding="utf-8"))
     copies = {stage.name for stage in read_assembly(run.out) if stage.in_pipeline}
     assert copies == {f"SageBert-Pipeline/Promotion/{STAGE_PREFIX}{name}" for name in pipeline["stages"]}
+
+
+def test_the_pipelines_smoke_tests_may_reach_each_stages_api(run: Run) -> None:
+    # The pipeline's own run-time calls are checked too: each smoke test's runner assumes the stage account's role
+    # (its trust policy names the runner), which may POST to the stage's predict route.
+    report = authorization.check(authorization.read_stages(run.out, load_all(MATRIX)))
+    assert report.failures == []
+    pipeline = yaml.safe_load((MATRIX / "pipeline.yaml").read_text(encoding="utf-8"))
+    calls = [call for stage, call in report.calls if stage == authorization.TOP_LEVEL]
+    assumed = {call.resource.rsplit("/", 1)[-1] for call in calls if call.action == "sts:AssumeRole"}
+    assert assumed == {f"sagebert-smoke-test-{name}" for name in pipeline["stages"]}
+    # gpu's API takes an API key: its smoke test reads the key's value; the others sign the request.
+    invokes = [call for call in calls if call.action == "execute-api:Invoke"]
+    assert len(invokes) == len(pipeline["stages"]) - 1 and all(c.resource.endswith("/POST/v1/predict") for c in invokes)
+    (key,) = [call for call in calls if call.action == "apigateway:GET"]
+    assert ":apigateway:eu-west-1::/apikeys/" in key.resource and "SageBert-gpu" in key.source
+
+
+def test_a_smoke_role_that_trusts_another_runner_is_denied(run: Run, tmp_path: Path) -> None:
+    # Given the owner's smoke-test role trusting some other role of the tooling account, then the runner's
+    # AssumeRole is denied by the trust policy (cross-account: both sides must allow).
+    copy = tmp_path / "cdk.out"
+    shutil.copytree(run.out, copy)
+    (template,) = (copy / "assembly-SageBert-Pipeline-Promotion-SageBert-owner").glob("*SmokeTest*.template.json")
+    text = template.read_text(encoding="utf-8").replace("sagebert-pipeline-smoke-owner", "someone-else")
+    template.write_text(text, encoding="utf-8")
+    report = authorization.check(authorization.read_stages(copy, load_all(MATRIX)))
+    (denied,) = report.failures
+    assert "may not sts:AssumeRole on arn:aws:iam::111122223333:role/sagebert-smoke-test-owner" in denied
+    assert "the resource policy in account 111122223333 does not allow it" in denied
