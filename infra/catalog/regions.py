@@ -35,8 +35,7 @@ from constructs import Construct
 from infra.catalog import images as image_catalog
 from infra.catalog import resource_regions
 from infra.catalog.powertools import POWERTOOLS_REGIONS as POWERTOOLS_REGIONS
-
-RULE_ID = "SupportedRegion"
+from infra.catalog.resource_regions import RULE_ID
 
 
 @dataclass(frozen=True)

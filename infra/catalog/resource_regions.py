@@ -29,6 +29,10 @@ from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 
+# The logical id of every stack's region rule (infra/catalog/regions.py); the region gate reads it back (here, so that
+# the gate needs no CDK import).
+RULE_ID = "SupportedRegion"
+
 # CDK's own metadata resource: CDK adds it only under a condition on the regions that have it, so it never stops
 # a deployment. Custom:: types are not in the data: they are backed by a Lambda function, which is.
 _IGNORED = frozenset({"AWS::CDK::Metadata"})

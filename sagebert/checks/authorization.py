@@ -888,10 +888,13 @@ IMAGE_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:Ge
 # Step Functions' service integrations and the calls each makes as the state machine's role.
 # https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html (createTransformJob.sync)
 # https://docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html (aws-sdk:<service>:<api>)
+# .sync also tags the job it starts (MANAGED_BY_AWS: STARTED_BY_STEP_FUNCTIONS): sagemaker:AddTags on it
+# (https://github.com/aws/aws-cdk/issues/26012, fixed in CDK's task by aws/aws-cdk#27264).
 TRANSFORM_SYNC_ACTIONS = (
     "sagemaker:CreateTransformJob",
     "sagemaker:DescribeTransformJob",
     "sagemaker:StopTransformJob",
+    "sagemaker:AddTags",
     "sagemaker:ListTags",
 )
 TRANSFORM_SYNC_RULE = "StepFunctionsGetEventsForSageMakerTransformJobsRule"
@@ -1170,8 +1173,12 @@ def _models(b: _Builder, transform_models: Mapping[str, tuple[Stack, str]]) -> N
             _registry_model(b, stack, principal, r.resolve(stack, container["ModelPackageName"]), where)
         if "Image" in container:
             image = r.resolve(stack, container["Image"])
-            match = re.match(r"^([^.]+)\.dkr\.ecr\.([^.]+)\.[^/]+/([^:@]+)", image)
-            if match:
+            # <account>.dkr.ecr.<region>.<suffix>/<repository>:<tag>; the account may be a mapping's placeholder
+            # ({FindInMap...}, with dots of its own) for an environment-agnostic stack.
+            match = re.match(r"^(.+?)\.dkr\.ecr\.([^./]+)\.[^/]+/([^:@]+)", image)
+            if match is None:
+                b.problems.append(f"{b.stage.name}: {where} Image {image} is no ECR image URI; its pull is not checked")
+            else:
                 repository = f"arn:{stack.partition}:ecr:{match[2]}:{match[1]}:repository/{match[3]}"
                 for action in IMAGE_ACTIONS:
                     b.add(principal, action, repository, f"{where} Image")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.catalog import resource_regions
-from infra.catalog.regions import RULE_ID
+from infra.catalog.resource_regions import RULE_ID
 from sagebert.assembly import environment_region, read_assembly
 
 

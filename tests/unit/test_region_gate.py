@@ -54,3 +54,14 @@ def test_cfn_lint_reports_the_same_gap(tmp_path: Path) -> None:
     assert resource_regions.missing("eu-west-3", ["AWS::SageMaker::InferenceComponent"]) == [
         "AWS::SageMaker::InferenceComponent"
     ]
+
+
+def test_the_gates_run_without_starting_the_cdk() -> None:
+    # `make synth`'s report runs every gate in its own process: importing aws_cdk there would start jsii (seconds,
+    # and Node's banners in the output) for nothing.
+    import subprocess
+    import sys
+
+    probe = "import sys, sagebert.report.synth; print('aws_cdk' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
