@@ -79,6 +79,13 @@ class ModelLogs:
     inference_component_name: str | None = None
     transform_job_prefix: str | None = None
 
+    def own_groups(self) -> list[str]:
+        """The log groups of this endpoint and of its inference component (the stack makes both)."""
+        groups = [endpoint_log_group_name(self.endpoint_name)] if self.endpoint_name is not None else []
+        if self.inference_component_name is not None:
+            groups.append(component_log_group_name(self.inference_component_name))
+        return groups
+
     def metric_namespaces(self) -> list[str]:
         """Where the containers of these endpoints, components and jobs publish their instance metrics."""
         return [
@@ -322,21 +329,12 @@ class HuggingFaceModel(Construct):
                 f"The registered versions' archives under {source.model_data_prefix}: the model package names one of "
                 "them (its version is chosen at deploy time); s3:GetObject only, nothing else in the bucket.",
             )
-        if logs.endpoint_name is not None:
-            group = endpoint_log_group_name(logs.endpoint_name)
+        for group in logs.own_groups():
             acknowledge(
                 self.policy,
                 f"AwsSolutions-IAM5[Resource::{_nag_arn(stack, 'logs')}:log-group:{group}:*]",
-                f"The streams of this endpoint's own log group {group}, which SageMaker names per variant and "
-                "instance (<variant>/<instance id>) as instances start.",
-            )
-        if logs.inference_component_name is not None:
-            group = component_log_group_name(logs.inference_component_name)
-            acknowledge(
-                self.policy,
-                f"AwsSolutions-IAM5[Resource::{_nag_arn(stack, 'logs')}:log-group:{group}:*]",
-                f"The streams of this model's inference component's own log group {group}, which SageMaker names "
-                "per copy as copies start.",
+                f"The streams of this model's own log group {group} (its endpoint's, or its inference component's), "
+                "which SageMaker names as instances or copies start (<variant>/<instance id>, per copy).",
             )
         if logs.transform_job_prefix is not None:
             acknowledge(
@@ -445,9 +443,7 @@ def _log_statements(stack: Stack, logs: ModelLogs) -> list[iam.PolicyStatement]:
     statements: list[iam.PolicyStatement] = []
     # The stack creates these groups (with the stage key and a retention); SageMaker creates the streams.
     # CloudWatch Logs checks group-level calls against log-group:<name> or log-group:<name>:*.
-    groups = [endpoint_log_group_name(logs.endpoint_name)] if logs.endpoint_name is not None else []
-    if logs.inference_component_name is not None:
-        groups.append(component_log_group_name(logs.inference_component_name))
+    groups = logs.own_groups()
     if groups:
         statements.append(
             iam.PolicyStatement(

@@ -874,6 +874,9 @@ class App:
 
 # --- The declared run-time calls ----------------------------------------------------------------------------------
 
+# Written out here from the AWS pages cited, never imported from infra/: the gate checks infra's grants against
+# what the services do, so a list shared with the grants would only check that the grants equal themselves (the
+# VPC and Step Functions logging actions below repeat infra's on purpose).
 # Where SageMaker writes container logs and instance metrics as the model's execution role.
 # https://docs.aws.amazon.com/sagemaker/latest/dg/logging-cloudwatch.html
 # https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html
