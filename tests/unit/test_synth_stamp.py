@@ -41,6 +41,9 @@ FILES = [
     "sagebert/release/package.py",
     "sagebert/release/archive.py",
     "sagebert/release/quantize.py",
+    "sagebert/report/synth.py",
+    "sagebert/assembly.py",
+    "sagebert/tables.py",
     "data/sentiment/train.jsonl",
     "data/sentiment/validation.jsonl",
     "data/sentiment/test.jsonl",
@@ -105,6 +108,12 @@ def test_renaming_a_stage_config_resynthesizes(tree: Path) -> None:
 
 def test_editing_a_file_resynthesizes(tree: Path) -> None:
     (tree / "infra/stage.py").touch()
+    assert not _up_to_date(tree)
+
+
+def test_editing_a_gate_reruns_the_gates(tree: Path) -> None:
+    _synthesized(tree)
+    (tree / "sagebert/report/synth.py").touch()
     assert not _up_to_date(tree)
 
 
