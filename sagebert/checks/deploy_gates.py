@@ -14,6 +14,8 @@
   https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html
 - Endpoint form (`endpoint_form_switches`): moving a fixed-name endpoint between the variant form and the
   inference-component form in place is an update SageMaker documents no path for.
+- Named replacement (`named_replacements`): a change that replaces a resource with a fixed physical name, which
+  keeps the name, fails: the replacement is created before the old one is deleted.
 - Key lifetime (`outlived_keys`): a resource kept after deletion but encrypted with a key deleted with its stack
   holds data nobody can read afterwards (a deleted KMS key decrypts nothing).
   https://docs.aws.amazon.com/kms/latest/developerguide/deleting-keys.html
@@ -409,5 +411,33 @@ def endpoint_form_switches(before: Mapping[str, Template], after: Mapping[str, T
                     "place (endpoint.inference_component added or removed); SageMaker documents no such update. "
                     "Deploy it under a new endpoint.name (the old endpoint is then replaced), or destroy the stage's "
                     "Serving stack first."
+                )
+    return problems
+
+
+def named_replacements(before: Mapping[str, Template], after: Mapping[str, Template]) -> list[str]:
+    """Resources that deploying `after` over `before` replaces while keeping their fixed physical name: CloudFormation
+    creates the replacement first, under the same name, and the update fails ("cannot update a stack when a
+    custom-named resource requires replacing"). One message per resource, with the way through.
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-name.html"""
+    problems = []
+    for stack, template in sorted(after.items()):
+        if stack not in before:
+            continue
+        old = before[stack].get("Resources", {})
+        for logical_id, why in sorted(replaced_resources(before[stack], template).items()):
+            resource = template["Resources"][logical_id]
+            props, old_props = resource.get("Properties", {}), old[logical_id].get("Properties", {})
+            # The name properties together identify it (a scalable target: resource id, dimension and namespace): the
+            # replacement collides only when every one of them stays the same. A resource replaced because its parent
+            # is (a scaling policy of a replaced scalable target) gets its name in the new parent's scope: no collision.
+            kept = [name for name in physical_name_properties(resource["Type"]) if name in props]
+            if "refers to" in why:
+                continue
+            if kept and all(props[name] == old_props.get(name) for name in kept):
+                problems.append(
+                    f"{stack}: {logical_id} ({resource['Type']}) is replaced ({why}) but keeps its fixed "
+                    f"{', '.join(kept)}: CloudFormation cannot create the replacement under a name in use. Change "
+                    "the name with the change, or revert the change."
                 )
     return problems

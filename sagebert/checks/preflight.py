@@ -218,10 +218,18 @@ def check_update_path(cloudformation: Any, stage: str, outdir: Path) -> Check:
         return Check(name, "WARN", f"could not read {stack_name}'s template: {err}")
     deployed = json.loads(body) if isinstance(body, str) else body
     before, after = {"Serving": deployed}, {"Serving": synthesized["Serving"]}
-    problems = deploy_gates.stuck_scaling_updates(before, after) + deploy_gates.endpoint_form_switches(before, after)
+    problems = [
+        *deploy_gates.stuck_scaling_updates(before, after),
+        *deploy_gates.endpoint_form_switches(before, after),
+        *deploy_gates.named_replacements(before, after),
+    ]
     if problems:
         return Check(name, "FAIL", " ".join(problems))
-    return Check(name, "PASS", "no autoscaled variant changes its instance type; no endpoint changes form in place")
+    return Check(
+        name,
+        "PASS",
+        "no autoscaled variant changes its instance type; no endpoint changes form in place; nothing named is replaced",
+    )
 
 
 # --- running them ----------------------------------------------------------------------------------------------

@@ -87,6 +87,8 @@ def test_model_updates_change_no_imported_export(baseline: Templates, tmp_path: 
     replaced_models = 0
     for stage, templates in baseline.items():
         assert deploy_gates.changed_exports(templates, after[stage]) == []
+        # Everything the change replaces has a generated name (or takes a new one with it).
+        assert deploy_gates.named_replacements(templates, after[stage]) == []
         replaced = deploy_gates.replaced_resources(templates["Serving"], after[stage]["Serving"])
         replaced_models += sum(
             templates["Serving"]["Resources"][r]["Type"] == "AWS::SageMaker::Model" for r in replaced
@@ -281,6 +283,7 @@ def test_an_endpoint_name_change_replaces_the_inference_component(tmp_path: Path
     (endpoint,) = [k for k, r in after["Resources"].items() if r["Type"] == "AWS::SageMaker::Endpoint"]
     replaced = deploy_gates.replaced_resources(before, after)
     assert replaced[endpoint] == "its create-only property EndpointName changes"
+    assert deploy_gates.named_replacements({"Serving": before}, {"Serving": after}) == []  # new names with it
     assert replaced[component] == "its create-only property InferenceComponentName changes"
     # A new archive only updates it (its Specification is updatable): the component keeps its copies.
     archive = synth_stages(tmp_path / "archive", _new_archive, only=("dev",))["SageBert-dev"]["Serving"]

@@ -106,6 +106,14 @@ def test_the_owner_stage_creates_the_group_with_a_least_privilege_resource_polic
     assert group["DeletionPolicy"] == "RetainExceptOnCreate"
     assert deploy_gates.retained_physical_names({"Storage": storage}) == []
     assert group["Properties"]["ModelPackageGroupDescription"] == GROUP_DESCRIPTION
+    # The description is create-only and the name fixed: changing one would replace the group under the same name,
+    # which CloudFormation refuses; the named-replacement gate says so.
+    edited = json.loads(json.dumps(storage))
+    for resource in edited["Resources"].values():
+        if resource["Type"] == "AWS::SageMaker::ModelPackageGroup":
+            resource["Properties"]["ModelPackageGroupDescription"] = "another description"
+    (problem,) = deploy_gates.named_replacements({"Storage": storage}, {"Storage": edited})
+    assert "keeps its fixed ModelPackageGroupName" in problem
     share, deploy = group["Properties"]["ModelPackageGroupPolicy"]["Statement"]
     assert share["Effect"] == "Allow"
     assert sorted(share["Action"]) == sorted(SHARED_ACTIONS)
