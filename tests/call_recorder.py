@@ -3,7 +3,7 @@
 Every botocore client created during the run gets a `before-parameter-build` hook (it fires before Stubber's
 `before-call` answers, so stubbed calls are seen too). The hook records the operation, its parameter names and the
 calling code: the first frame under lambdas/ (deployed Lambda code) or sagebert/ (the CLI). At the end of the
-session each recorded operation must be classified in sagebert/checks/authorization.py: deployed code's in
+session each recorded operation must be classified in sagebert/checks/authorization/operations.py: deployed code's in
 RUNTIME_OPERATIONS (the gate checks their IAM actions against the synthesized policies), the developer CLI's (run
 with the developer's own credentials) in RUNTIME_OPERATIONS or DEVELOPER_OPERATIONS. A parameter that brings in a
 resource type (PARAMETER_RESOURCE_TYPES: InvokeEndpoint's InferenceComponentName) must be one the gate's calls send.
@@ -78,8 +78,8 @@ def unclassified(recorded: set[Recorded]) -> list[str]:
             if key not in runtime:
                 problems.append(
                     f"{call.code} calls {call.service} {call.operation} at run time, but "
-                    "sagebert/checks/authorization.py RUNTIME_OPERATIONS has no entry for it: add the IAM actions it "
-                    "needs, and its resources to the gate's calls"
+                    "sagebert/checks/authorization/operations.py RUNTIME_OPERATIONS has no entry for it: add the IAM "
+                    "actions it needs, and its resources to the gate's calls"
                 )
                 continue
             modeled = authorization.MODELED_PARAMETERS.get(key, ())
@@ -91,8 +91,8 @@ def unclassified(recorded: set[Recorded]) -> list[str]:
                     )
         elif key not in runtime and (call.service, call.operation) not in authorization.DEVELOPER_OPERATIONS:
             problems.append(
-                f"{call.code} calls {call.service} {call.operation}: classify it in sagebert/checks/authorization.py "
-                "(RUNTIME_OPERATIONS when a deployed principal runs it, e.g. in the pipeline; DEVELOPER_OPERATIONS "
-                "when only a developer's own credentials do)"
+                f"{call.code} calls {call.service} {call.operation}: classify it in "
+                "sagebert/checks/authorization/operations.py (RUNTIME_OPERATIONS when a deployed principal runs it, "
+                "e.g. in the pipeline; DEVELOPER_OPERATIONS when only a developer's own credentials do)"
             )
     return problems
