@@ -31,7 +31,7 @@ $(shell mkdir -p build && printf '%s\n' $(SYNTH_FILES) > $(SYNTH_LIST).new && \
 	{ cmp -s $(SYNTH_LIST).new $(SYNTH_LIST) && rm -f $(SYNTH_LIST).new || mv -f $(SYNTH_LIST).new $(SYNTH_LIST); })
 # resolve-models' answer (build/resolved-models.json), when there is one, is what registry stages deploy.
 # The gates' own code: a changed gate re-runs on the next `make synth`.
-GATE_FILES := sagebert/report/synth.py sagebert/assembly.py sagebert/tables.py $(wildcard sagebert/checks/*.py)
+GATE_FILES := sagebert/report/synth.py sagebert/assembly.py sagebert/tables.py $(wildcard sagebert/checks/*.py sagebert/checks/*/*.py)
 SYNTH_INPUTS := $(SYNTH_FILES) $(SYNTH_LIST) $(GATE_FILES) $(ARTIFACT) $(wildcard build/resolved-models.json)
 ARTIFACT_INPUTS := $(DEMO)/config.json model_code/inference.py sagebert/release/package.py sagebert/release/quantize.py sagebert/release/archive.py $(DATA)/validation.jsonl $(DATA)/test.jsonl $(wildcard config/*.yaml)
 TRAIN_INPUTS := model_code/train.py $(DATA)/train.jsonl $(DATA)/validation.jsonl $(DATA)/test.jsonl
