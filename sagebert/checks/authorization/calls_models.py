@@ -31,6 +31,8 @@ LOG_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStr
 IMAGE_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
 
 # SageMaker in a VPC: https://docs.aws.amazon.com/sagemaker/latest/dg/host-vpc.html
+# Written out from the AWS page, never imported from infra/: the gate checks infra's grants against what the service
+# does, and a list shared with the grants would only check that they equal themselves.
 VPC_ACTIONS = (
     "ec2:CreateNetworkInterface",
     "ec2:CreateNetworkInterfacePermission",
