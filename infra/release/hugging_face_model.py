@@ -234,7 +234,8 @@ class HuggingFaceModel(Construct):
                     sid="VpcNetworkInterfaces",
                     # SageMaker creates the containers' network interfaces in the VPC as this role. The
                     # Describe* and CreateNetworkInterface calls have no resource-level scoping that survives
-                    # SageMaker's generated names; the VPC condition keeps the interfaces in this VPC.
+                    # SageMaker's generated names, and no condition is added: SageMaker's calls carry no key that
+                    # would keep them to this VPC for every action here (the Describe* calls carry none at all).
                     actions=[
                         "ec2:CreateNetworkInterface",
                         "ec2:CreateNetworkInterfacePermission",
