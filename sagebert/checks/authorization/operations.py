@@ -67,6 +67,7 @@ DEVELOPER_OPERATIONS: frozenset[tuple[str, str]] = frozenset(
         ("sagemaker", "ListInferenceComponents"),
         ("sagemaker-runtime", "InvokeEndpoint"),
         ("cloudformation", "DescribeStacks"),
+        ("cloudformation", "GetTemplate"),
         ("sts", "GetCallerIdentity"),
         ("sts", "AssumeRole"),
         ("apigateway", "GetApiKey"),
